@@ -1,0 +1,135 @@
+"""Tracing as middleware: a SERVER span per inbound hop, a CLIENT span per outbound hop.
+
+W3C `traceparent`/`tracestate`/`baggage` (or whatever `OTEL_PROPAGATORS` names) are
+extracted from the call's metadata on the way in and injected on the way out, so the app
+behind the callee's sidecar continues the caller's trace. Span names and attributes
+follow the OpenTelemetry HTTP semantic conventions; `call.attributes` (set by adapters
+and middleware) are recorded on the span as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from ._call import Body, Call, Next, Result, Stream, iterate
+from ._errors import CallError
+
+ATTR_BLOCK = "outrig.block"
+ATTR_OPERATION = "outrig.operation"
+ATTR_TARGET = "outrig.target"
+ATTR_SUBJECT = "outrig.subject"
+ATTR_HOP = "outrig.hop"
+ATTR_DAPR_NAME = "outrig.dapr.span_name"
+"""The name Dapr gives the same span (e.g. `CallLocal/{appId}/{method}`), for searching."""
+
+
+def _dapr_name(call: Call) -> str:
+    if call.block == "invoke":
+        return f"CallLocal/{call.target}/{call.subject}"
+    return f"{call.block}/{call.operation}/{call.target}"
+
+
+class _Tracing:
+    kind: SpanKind
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def _start(self, call: Call, name: str, parent: otel_context.Context | None) -> Span:
+        attributes = {
+            ATTR_BLOCK: call.block,
+            ATTR_OPERATION: call.operation,
+            ATTR_TARGET: call.target,
+            ATTR_SUBJECT: call.subject,
+            ATTR_HOP: call.hop.value,
+            ATTR_DAPR_NAME: _dapr_name(call),
+            "http.request.method": call.verb,
+            **call.attributes,
+        }
+        return self.tracer.start_span(name, context=parent, kind=self.kind, attributes=attributes)
+
+    def _is_error(self, status: int) -> bool:
+        raise NotImplementedError
+
+    async def _run(
+        self, span: Span, base: otel_context.Context | None, call: Call, call_next: Next
+    ) -> Result:
+        token = otel_context.attach(trace.set_span_in_context(span, base))
+        try:
+            result = await call_next(call)
+        except CallError as error:
+            _finish_error(span, error.code, error.message, error.status)
+            raise
+        except BaseException as exc:
+            span.record_exception(exc)
+            _finish_error(span, type(exc).__qualname__, str(exc), None)
+            raise
+        finally:
+            otel_context.detach(token)
+        span.set_attribute("http.response.status_code", result.status)
+        if result.error is not None:
+            span.set_attribute("outrig.error.code", result.error.code)
+        if self._is_error(result.status):
+            span.set_attribute("error.type", result.error.code if result.error else str(result.status))
+            span.set_status(Status(StatusCode.ERROR))
+        if isinstance(result.body, bytes):
+            span.end()
+        else:
+            result.body = Stream(_end_after(span, result.body), result.body.length)
+        return result
+
+
+def _finish_error(span: Span, code: str, message: str, status: int | None) -> None:
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+    span.set_attribute("error.type", code)
+    span.set_status(Status(StatusCode.ERROR, message))
+    span.end()
+
+
+async def _end_after(span: Span, body: Body) -> AsyncIterator[bytes]:
+    """End the span when a streamed body has been sent, so its duration covers the body."""
+    try:
+        async for chunk in iterate(body):
+            yield chunk
+    finally:
+        span.end()
+
+
+class ServerTracing(_Tracing):
+    """Continues the caller's trace (or starts one) with a SERVER span named `{verb} {route}`.
+
+    The extracted context (with its baggage) becomes current for the rest of the chain.
+    """
+
+    kind = SpanKind.SERVER
+
+    def _is_error(self, status: int) -> bool:
+        return status >= 500
+
+    async def __call__(self, call: Call, call_next: Next) -> Result:
+        parent = propagate.extract(call.metadata)
+        span = self._start(call, f"{call.verb} {call.route}", parent)
+        return await self._run(span, parent, call, call_next)
+
+
+class ClientTracing(_Tracing):
+    """A CLIENT span for an outbound hop, whose context is injected into the call's metadata.
+
+    The span is named `{verb} {url.template}` when the route is a template, else `{verb}`.
+    """
+
+    kind = SpanKind.CLIENT
+
+    def _is_error(self, status: int) -> bool:
+        return status >= 400
+
+    async def __call__(self, call: Call, call_next: Next) -> Result:
+        name = f"{call.verb} {call.route}" if call.route else call.verb
+        span = self._start(call, name, None)
+        propagate.inject(call.metadata, context=trace.set_span_in_context(span))
+        return await self._run(span, None, call, call_next)

@@ -1,0 +1,122 @@
+"""The `outrig` command: `run` a sidecar (Dapr CLI flags), show `traces`, run the `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .options import APP_ID_PATTERN, SidecarOptions, outrig_home
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535)")
+    return value
+
+
+def _app_id(text: str) -> str:
+    if not APP_ID_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid app id: use letters, digits, '.', '_' or '-' (at most 63)"
+        )
+    return text
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="outrig", description="A Dapr-compatible sidecar runtime.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run a sidecar, and an app after `--`",
+        usage="outrig run --app-id ID [options] [-- app command ...]",
+    )
+    run.add_argument("--app-id", "-a", type=_app_id, required=True)
+    run.add_argument("--app-port", "-p", type=_port)
+    run.add_argument("--app-protocol", "-P", choices=["http", "grpc"], default="http")
+    run.add_argument("--app-channel-address", default="127.0.0.1", help="host the app listens on")
+    run.add_argument("--dapr-http-port", "-H", type=_port, default=3500)
+    run.add_argument("--dapr-grpc-port", "-G", type=_port, default=50001)
+    run.add_argument(
+        "--internal-port", type=_port, default=0, help="sidecar-to-sidecar port (default: any free port)"
+    )
+    run.add_argument("--metrics-port", "-M", type=_port, default=9090)
+    run.add_argument("--resources-path", "-d", type=Path, action="append", default=[])
+    run.add_argument("--config", "-c", type=Path)
+    run.add_argument("--log-level", choices=["debug", "info", "warn", "error", "fatal"], default="info")
+
+    traces = sub.add_parser("traces", help="print recent traces from the local trace store")
+    traces.add_argument("--limit", "-n", type=int, default=3, help="how many traces (default 3)")
+    traces.add_argument("--trace", "-t", help="one trace by id (a prefix is enough)")
+    traces.add_argument("--app-id", "-a", help="only traces with spans from this app id")
+
+    demo = sub.add_parser("demo", help="run three services calling each other, show the trace")
+    demo.add_argument("--requests", type=int, default=3, help="requests to send (default 3)")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in args_list:
+        cut = args_list.index("--")
+        args_list, command = args_list[:cut], args_list[cut + 1 :]
+    args = parser().parse_args(args_list)
+    if args.command == "run":
+        return _run(args, command)
+    if args.command == "traces":
+        from .tracecmd import print_traces
+
+        try:
+            return print_traces(outrig_home(), args.limit, args.trace, args.app_id)
+        except BrokenPipeError:  # `outrig traces | head`
+            sys.stderr.close()
+            return 0
+    from .demo import run_demo
+
+    return run_demo(args.requests)
+
+
+def _run(args: argparse.Namespace, command: list[str]) -> int:
+    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(args.log_level, args.log_level.upper())
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s [{args.app_id}] %(name)s: %(message)s",
+    )
+    options = SidecarOptions(
+        app_id=args.app_id,
+        app_port=args.app_port,
+        app_protocol=args.app_protocol,
+        app_host=args.app_channel_address,
+        http_port=args.dapr_http_port,
+        grpc_port=args.dapr_grpc_port,
+        internal_port=args.internal_port,
+        metrics_port=args.metrics_port,
+        resources_paths=tuple(args.resources_path),
+        config_path=args.config,
+        log_level=args.log_level,
+    )
+    from .resources import ResourceError, load
+    from .servers import StartupError
+
+    try:
+        resources = load(options.resources_paths, options.config_path, options.app_id)
+        import uvloop
+
+        from .launcher import run
+
+        return uvloop.run(run(options, resources, command))
+    except (ResourceError, StartupError) as exc:
+        print(f"outrig: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""Finding the sidecar of an app id: pluggable, local files by default."""
+
+from .base import Address, NameResolver
+from .local import LocalResolver
+
+__all__ = ["Address", "LocalResolver", "NameResolver"]

@@ -1,0 +1,75 @@
+"""Typed shapes of the Dapr resources outrig reads, validated with pydantic.
+
+Only the fields outrig acts on are modelled; other Dapr fields are accepted and ignored
+(listed in the log), so a Dapr Configuration loads unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class OtelSpec(_Spec):
+    endpointAddress: str  # noqa: N815 - Dapr's field names
+    isSecure: bool = False  # noqa: N815
+    protocol: Literal["grpc", "http"] = "grpc"
+
+
+class TracingSpec(_Spec):
+    samplingRate: float = Field(default=1.0, ge=0.0, le=1.0)  # noqa: N815
+    otel: OtelSpec | None = None
+
+
+class HandlerSpec(_Spec):
+    name: str
+    type: str
+
+
+class PipelineSpec(_Spec):
+    handlers: list[HandlerSpec] = Field(default_factory=list)
+
+
+class ConfigurationSpec(_Spec):
+    tracing: TracingSpec | None = None
+    httpPipeline: PipelineSpec = Field(default_factory=PipelineSpec)  # noqa: N815
+    appHttpPipeline: PipelineSpec = Field(default_factory=PipelineSpec)  # noqa: N815
+
+
+class MetadataItem(_Spec):
+    name: str
+    value: Any = None
+
+
+class ComponentSpec(_Spec):
+    type: str
+    version: str = "v1"
+    metadata: list[MetadataItem] = Field(default_factory=list)
+
+
+class Metadata(_Spec):
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+
+
+class ComponentResource(_Spec):
+    apiVersion: str  # noqa: N815
+    kind: Literal["Component"]
+    metadata: Metadata
+    spec: ComponentSpec
+    scopes: list[str] = Field(default_factory=list)
+
+    def settings(self) -> dict[str, Any]:
+        return {item.name: item.value for item in self.spec.metadata}
+
+
+class ConfigurationResource(_Spec):
+    apiVersion: str  # noqa: N815
+    kind: Literal["Configuration"]
+    metadata: Metadata
+    spec: ConfigurationSpec = Field(default_factory=ConfigurationSpec)

@@ -1,0 +1,175 @@
+"""The sidecar: assembles resources, pipelines, servers and name resolution; start/stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+from outrig.middleware import CallError, ErrorMapping, Middleware, Pipeline
+from outrig.middleware.tracing import ClientTracing, ServerTracing
+from outrig.telemetry import TracingSettings, build_tracer_provider, shutdown_provider, trace_store_path
+from outrig.telemetry.tracing import install, otlp_from_environment
+
+from . import envvars
+from .api.http import AppApi
+from .blocks import AppChannel, InvokeBlock, PeerChannel
+from .internal import PeerApi
+from .nameresolution import Address, LocalResolver
+from .options import SidecarOptions
+from .resources import Resources, configured_handlers
+from .servers import AsgiServer, bind
+from .transport import HttpTransport
+
+log = logging.getLogger("outrig.sidecar")
+
+VERSION = "0.1.0"
+PEER_KEEPALIVE = 30.0
+
+
+def tracing_settings(options: SidecarOptions, resources: Resources) -> TracingSettings:
+    tracing = resources.configuration.spec.tracing if resources.configuration else None
+    otel = tracing.otel if tracing else None
+    store_flag = os.environ.get(envvars.OUTRIG_TRACE_STORE, "")
+    exporting = otel is not None or otlp_from_environment()
+    use_store = store_flag == "1" or (store_flag != "0" and not exporting)
+    return TracingSettings(
+        sampling_rate=tracing.samplingRate if tracing else 1.0,
+        otlp_endpoint=otel.endpointAddress if otel else None,
+        otlp_protocol=otel.protocol if otel else "grpc",
+        otlp_secure=otel.isSecure if otel else False,
+        trace_store=trace_store_path(options.home) if use_store else None,
+    )
+
+
+class Sidecar:
+    def __init__(self, options: SidecarOptions, resources: Resources) -> None:
+        self.options = options
+        self.resources = resources
+        self.app_id = options.app_id
+        self.tracer_provider = build_tracer_provider(options.app_id, tracing_settings(options, resources))
+        install(self.tracer_provider)
+        tracer = self.tracer_provider.get_tracer("outrig")
+        self.transport = HttpTransport()
+        self.peer_transport = HttpTransport(keepalive_timeout=PEER_KEEPALIVE - 5)
+        self.resolver = LocalResolver(options.home)
+        self.http_handlers = configured_handlers(resources, "httpPipeline")
+        self.app_handlers = configured_handlers(resources, "appHttpPipeline")
+
+        outer: list[Middleware] = [ErrorMapping(), ServerTracing(tracer)]
+        peer_out = Pipeline([ClientTracing(tracer)], PeerChannel(self.resolver, self.peer_transport))
+        app_out = Pipeline(
+            [ClientTracing(tracer), *self.app_handlers],
+            AppChannel(self.app_id, options.app_host, options.app_port, self.transport),
+        )
+        self.inbound = Pipeline([*outer, *self.http_handlers], self._dispatch)
+        self.blocks = {"invoke": InvokeBlock(self.app_id, peer_out, app_out)}
+
+        self._api_socket = bind(
+            options.listen_address, options.http_port, "Dapr HTTP API", "--dapr-http-port"
+        )
+        self._peer_socket = bind(options.listen_address, options.internal_port, "peer API", "--internal-port")
+        self.api_server = AsgiServer(AppApi(self.inbound, self), self._api_socket)
+        self.peer_server = AsgiServer(PeerApi(self.inbound), self._peer_socket, keepalive=PEER_KEEPALIVE)
+        self._app_ready = options.app_port is None
+        self._outbound_ready = False
+        self._shutdown = asyncio.Event()
+        self._started_at = time.time()
+
+    async def _dispatch(self, call: Any) -> Any:
+        block = self.blocks.get(call.block)
+        if block is None:
+            raise CallError("ERR_NOT_FOUND", f"building block {call.block!r} is not available", 404)
+        return await block(call)
+
+    # --- what the API's control routes see -------------------------------------------
+    @property
+    def app_ready(self) -> bool:
+        return self._app_ready
+
+    @property
+    def outbound_ready(self) -> bool:
+        return self._outbound_ready
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    def metadata(self) -> dict[str, Any]:
+        opts = self.options
+        return {
+            "id": self.app_id,
+            "runtimeVersion": f"outrig-{VERSION}",
+            "enabledFeatures": [],
+            "actors": [],
+            "components": [
+                {"name": c.name, "type": c.type, "version": c.resource.spec.version, "capabilities": []}
+                for c in self.resources.components
+            ],
+            "httpEndpoints": [],
+            "subscriptions": [],
+            "extended": {
+                "outrig.httpPort": str(self.api_server.port),
+                "outrig.internalPort": str(self.peer_server.port),
+                "outrig.httpPipeline": ",".join(type(m).__name__ for m in self.http_handlers),
+                "outrig.appHttpPipeline": ",".join(type(m).__name__ for m in self.app_handlers),
+            },
+            "appConnectionProperties": {
+                "port": opts.app_port or 0,
+                "protocol": opts.app_protocol,
+                "channelAddress": opts.app_host,
+            },
+        }
+
+    # --- lifecycle -------------------------------------------------------------------
+    @property
+    def http_port(self) -> int:
+        return self.api_server.port
+
+    @property
+    def internal_port(self) -> int:
+        return self.peer_server.port
+
+    async def start(self) -> None:
+        await self.transport.start()
+        await self.peer_transport.start()
+        await self.peer_server.start()
+        self._outbound_ready = True
+        await self.api_server.start()
+        if self._app_ready:
+            self._announce()
+
+    async def wait_for_app(self) -> None:
+        """Wait until the app accepts connections on its port, then announce this sidecar."""
+        port = self.options.app_port
+        if port is None or self._app_ready:
+            return
+        waited = 0.0
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(self.options.app_host, port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                waited += 0.05
+                if waited % 10 < 0.05:
+                    log.info("waiting for app %s on port %d", self.app_id, port)
+                continue
+            writer.close()
+            break
+        self._app_ready = True
+        self._announce()
+
+    def _announce(self) -> None:
+        self.resolver.register(self.app_id, Address(self.options.listen_address, self.internal_port))
+
+    async def wait_shutdown_requested(self) -> None:
+        await self._shutdown.wait()
+
+    async def stop(self) -> None:
+        self.resolver.unregister()
+        await self.api_server.stop()
+        await self.peer_server.stop()
+        await self.transport.close()
+        await self.peer_transport.close()
+        await asyncio.get_running_loop().run_in_executor(None, shutdown_provider, self.tracer_provider)

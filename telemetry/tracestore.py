@@ -1,0 +1,184 @@
+"""The local trace store: spans of every sidecar on this machine, in one SQLite file.
+
+The embedded default when no collector is configured, so `outrig run` and
+`outrig traces` work with nothing else installed. Writes happen on the batch span
+processor's thread, never on a request; WAL mode lets several sidecars write at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_id TEXT,
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    events TEXT NOT NULL,
+    links TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
+CREATE INDEX IF NOT EXISTS spans_by_end ON spans (end_ns);
+"""
+
+DEFAULT_MAX_SPANS = 200_000
+"""Older spans are pruned past this many rows, so the file stays small."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSpan:
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    service: str
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+    links: list[dict[str, str]]
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+def _row(span: ReadableSpan) -> tuple[object, ...]:
+    ctx = span.get_span_context()
+    assert ctx is not None
+    parent = span.parent
+    service = span.resource.attributes.get("service.name", "unknown")
+    events = [
+        {"name": e.name, "time_ns": e.timestamp, "attributes": dict(e.attributes or {})} for e in span.events
+    ]
+    links = [
+        {"trace_id": f"{link.context.trace_id:032x}", "span_id": f"{link.context.span_id:016x}"}
+        for link in span.links
+    ]
+    return (
+        f"{ctx.trace_id:032x}",
+        f"{ctx.span_id:016x}",
+        f"{parent.span_id:016x}" if parent is not None else None,
+        str(service),
+        span.name,
+        span.kind.name,
+        span.start_time or 0,
+        span.end_time or 0,
+        span.status.status_code.name,
+        json.dumps(dict(span.attributes or {}), default=str),
+        json.dumps(events, default=str),
+        json.dumps(links),
+    )
+
+
+class TraceStoreExporter(SpanExporter):
+    """A span exporter writing to the local store (batched by the caller's span processor)."""
+
+    def __init__(self, path: Path, max_spans: int = DEFAULT_MAX_SPANS) -> None:
+        self.path = path
+        self.max_spans = max_spans
+        self._conn = connect(path)
+        self._lock = threading.Lock()
+        self._prune_every = max(1, max_spans // 10)
+        self._since_prune = 0
+        with self._lock:
+            self._prune()
+
+    def _prune(self) -> None:
+        self._conn.execute(
+            "DELETE FROM spans WHERE rowid <= (SELECT MAX(rowid) FROM spans) - ?", (self.max_spans,)
+        )
+        self._since_prune = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        rows = [_row(span) for span in spans]
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN")
+                self._conn.executemany("INSERT INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._since_prune += len(rows)
+                if self._since_prune >= self._prune_every:
+                    self._prune()
+                self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class TraceStore:
+    """Reads traces back from the local store."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = connect(path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def recent_trace_ids(self, limit: int, service: str | None = None) -> list[str]:
+        """The ids of the `limit` traces that ended most recently, newest first."""
+        where, params = ("WHERE service = ?", [service]) if service else ("", [])
+        rows = self._conn.execute(
+            f"SELECT trace_id FROM spans {where} GROUP BY trace_id ORDER BY MAX(end_ns) DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [row[0] for row in rows]
+
+    def spans(self, trace_id: str) -> list[StoredSpan]:
+        """Every stored span of one trace (a prefix of the id is enough), oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM spans WHERE trace_id >= ? AND trace_id < ? ORDER BY start_ns",
+            (trace_id, trace_id + "g"),
+        )
+        return [
+            StoredSpan(
+                trace_id=r[0],
+                span_id=r[1],
+                parent_id=r[2],
+                service=r[3],
+                name=r[4],
+                kind=r[5],
+                start_ns=r[6],
+                end_ns=r[7],
+                status=r[8],
+                attributes=json.loads(r[9]),
+                events=json.loads(r[10]),
+                links=json.loads(r[11]),
+            )
+            for r in rows
+        ]

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Processes
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    """Real processes for one test, all stopped at its end; OUTRIG_HOME is private to it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    processes = Processes(home=home, workdir=tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.stop_all()

@@ -1,0 +1,51 @@
+"""The public names of each package are deliberate: listed, sorted, and all importable."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "outrig.middleware": [
+        "Body",
+        "Call",
+        "CallError",
+        "ErrorMapping",
+        "Hop",
+        "Middleware",
+        "Next",
+        "Pipeline",
+        "PluginError",
+        "Result",
+        "Stream",
+        "iterate",
+    ],
+    "outrig.telemetry": [
+        "StoredSpan",
+        "TraceStore",
+        "TraceStoreExporter",
+        "TracingSettings",
+        "build_tracer_provider",
+        "render_trace",
+        "shutdown_provider",
+        "trace_store_path",
+    ],
+    "outrig.runtime": ["ResourceError", "Resources", "Sidecar", "SidecarOptions", "load"],
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(PUBLIC))
+def test_all_is_exactly_the_public_api(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert module.__all__ == sorted(module.__all__), "keep __all__ sorted"
+    assert module.__all__ == PUBLIC[module_name], "a change to the public API must be deliberate"
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+    public_attrs = {n for n in vars(module) if not n.startswith("_")}
+    leaked = (
+        public_attrs
+        - set(module.__all__)
+        - {n for n in public_attrs if isinstance(getattr(module, n), type(module))}
+    )
+    assert not leaked, f"names reachable but not in __all__: {sorted(leaked)}"
