@@ -67,7 +67,8 @@ class Call:
     caller: str | None = None
     """The calling app id, once known (from the peer sidecar or, later, its mTLS identity)."""
     attributes: dict[str, Any] = field(default_factory=dict)
-    """Free-form scratch space for middleware to pass facts along the chain."""
+    """Facts about this call recorded on its span (semantic-convention names), set by the
+    adapter and by middleware before the tracing layer starts the span."""
 
     async def read(self) -> bytes:
         """Drain a streamed body into bytes (and keep it), for middleware that must see it."""

@@ -49,6 +49,7 @@ class AsgiServer:
             http="httptools",
             lifespan="off",
             access_log=False,
+            proxy_headers=False,
             server_header=False,
             date_header=False,
             log_config=None,

@@ -68,13 +68,14 @@ class HttpTransport:
         url = yarl.URL.build(
             scheme="http", host=host, port=port, path=path, query_string=call.query, encoded=True
         )
-        headers = CIMultiDict(call.metadata)
+        headers = call.metadata
         data: bytes | AsyncIterator[bytes]
         if isinstance(call.body, bytes):
             data = call.body
         else:
             data = _chunks_of(call.body)
             if call.body.length is not None:
+                headers = CIMultiDict(headers)
                 headers["Content-Length"] = str(call.body.length)
         try:
             response = await self._session.request(

@@ -2,7 +2,7 @@
 # Build (once) and cache the real Jaeger v2 all-in-one binary from Go modules.
 # Needs only Go + access to the Go module proxy. Prints the binary path as its last line.
 #   OUTRIG_TOOLS  cache dir (default ~/.cache/outrig/tools)
-# Cold (empty Go caches): ~5 min on 2 cores; warm Go caches: ~10-20 s; cached binary: instant.
+# Cold (empty Go caches): ~6 min on 2 cores; warm Go caches: ~20 s; cached binary: instant.
 set -euo pipefail
 
 JAEGER_MODULE_VERSION=v1.76.0   # Go module tag; the cmd/jaeger binary is Jaeger v2.13.0

@@ -1,8 +1,8 @@
 """Tracer provider set-up: sampling, resource, and where spans are exported.
 
-Spans always leave through a `BatchSpanProcessor` (one span costs ~80 us to create; the
-export happens on the processor's thread), so a slow or unreachable collector never
-blocks or slows a request: when its queue is full, spans are dropped, not waited on.
+Spans leave in batches from a background thread (`BatchSpanProcessor` for OTLP, the
+trace store's own processor for the local store), so a slow or unreachable collector
+never blocks or slows a request: when a queue is full, spans are dropped, not waited on.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from .tracestore import TraceStoreExporter
+from .tracestore import TraceStoreExporter, TraceStoreProcessor
 
 log = logging.getLogger("outrig.telemetry")
 
@@ -88,7 +88,7 @@ def build_tracer_provider(service_name: str, settings: TracingSettings) -> Trace
         log.info("exporting spans over OTLP (%s)", type(exporter).__module__.rsplit(".", 2)[-2])
         provider.add_span_processor(BatchSpanProcessor(exporter))
     if settings.trace_store is not None:
-        provider.add_span_processor(BatchSpanProcessor(TraceStoreExporter(settings.trace_store)))
+        provider.add_span_processor(TraceStoreProcessor(TraceStoreExporter(settings.trace_store)))
     return provider
 
 

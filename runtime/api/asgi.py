@@ -43,7 +43,6 @@ async def request_call(
     length: int | None = None
     chunked = False
     host = ""
-    user_agent = ""
     for key, value in scope["headers"]:
         if key == b"content-length":
             length = int(value)
@@ -53,8 +52,6 @@ async def request_call(
             host = value.decode("latin-1")
         if key not in _HOP_BY_HOP_BYTES:
             metadata.add(key.decode("latin-1"), value.decode("latin-1"))
-        if key == b"user-agent":
-            user_agent = value.decode("latin-1")
     body: bytes | Stream
     if length is not None and length <= BUFFER_LIMIT:
         body = b"".join([chunk async for chunk in _receive_chunks(receive)])
@@ -67,7 +64,6 @@ async def request_call(
         "http.route": route,
         "url.path": scope.get("raw_path", b"").decode("latin-1") or scope["path"],
         "url.scheme": scope.get("scheme", "http"),
-        "network.protocol.version": scope.get("http_version", "1.1"),
     }
     if query:
         attributes["url.query"] = query
@@ -78,8 +74,6 @@ async def request_call(
     client = scope.get("client")
     if client:
         attributes["client.address"] = client[0]
-    if user_agent:
-        attributes["user_agent.original"] = user_agent
     return Call(
         block="invoke",
         operation="invoke",

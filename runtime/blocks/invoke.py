@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from opentelemetry import trace
 
 from outrig.middleware import Call, CallError, Hop, Pipeline, Result
@@ -41,7 +39,7 @@ class InvokeBlock:
 
     async def __call__(self, call: Call) -> Result:
         if call.target == self.app_id:
-            call = dataclasses.replace(call, hop=Hop.APP_CHANNEL, route="", attributes={})
+            call = _next_hop(call, Hop.APP_CHANNEL, "", {})
             call.metadata[CALLEE_HEADER] = self.app_id
             if call.caller is None:
                 call.metadata[CALLER_HEADER] = self.app_id
@@ -52,11 +50,27 @@ class InvokeBlock:
                 f"{_failure(call.target)}: this sidecar serves {self.app_id!r}, not {call.target!r}",
                 500,
             )
-        call = dataclasses.replace(
-            call, hop=Hop.PEER, route=INVOKE_ROUTE, attributes={"url.template": INVOKE_ROUTE}
-        )
+        call = _next_hop(call, Hop.PEER, INVOKE_ROUTE, {"url.template": INVOKE_ROUTE})
         call.metadata[CALLER_HEADER] = self.app_id
         return await self.peer(call)
+
+
+def _next_hop(call: Call, hop: Hop, route: str, attributes: dict[str, object]) -> Call:
+    """The same call for the next hop: same payload and metadata, its own span attributes."""
+    return Call(
+        call.block,
+        call.operation,
+        call.target,
+        call.subject,
+        hop,
+        route,
+        call.metadata,
+        call.body,
+        call.verb,
+        call.query,
+        call.caller,
+        attributes,
+    )
 
 
 class PeerChannel:

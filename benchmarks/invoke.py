@@ -1,0 +1,216 @@
+"""Service invocation overhead: app B directly vs through two outrig sidecars, same run.
+
+The load is Fortio's (the Go load generator Dapr's own performance tests use, built by
+scripts/install-fortio.sh): fixed rate, default 1 KB POST bodies, 16 connections,
+1,000 req/s, evenly spaced (`-uniform`), 0.1 ms histogram resolution. It is sent first
+straight to app B, then through sidecar A -> sidecar B -> app B, in the same run. Prints
+p50/p90/p99 for each, the latency the sidecars add, each sidecar's CPU per 1,000 req/s and
+its peak RSS, next to Dapr 1.17's published figures (measured with Fortio the same way).
+
+    python benchmarks/invoke.py [--rate 1000] [--seconds 30] [--connections 16] [--sampling 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).parent
+DAPR_117 = {"p50": 1.06, "p90": 1.48, "p99": 2.90, "mcpu": 202, "rss_mb": 51}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Run:
+    percentiles_ms: dict[int, float]
+    errors: int
+    seconds: float
+    qps: float
+
+    def pct(self, p: int) -> float:
+        return self.percentiles_ms[p]
+
+
+def fortio() -> str:
+    out = subprocess.run(
+        [str(HERE.parent / "scripts" / "install-fortio.sh")], check=True, capture_output=True, text=True
+    ).stdout
+    return out.strip().splitlines()[-1]
+
+
+def load(binary: str, url: str, rate: int, seconds: float, connections: int, body: int) -> Run:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run(
+            [
+                binary,
+                "load",
+                "-qps",
+                str(rate),
+                "-c",
+                str(connections),
+                "-t",
+                f"{seconds}s",
+                "-payload-size",
+                str(body),
+                "-uniform",
+                "-r",
+                "0.0001",
+                "-allow-initial-errors",
+                "-log-errors=false",
+                "-loglevel",
+                "Error",
+                "-json",
+                out.name,
+                url,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        result = json.loads(Path(out.name).read_text())
+    percentiles = {
+        int(p["Percentile"]): p["Value"] * 1000
+        for p in result["DurationHistogram"]["Percentiles"]
+        if p["Percentile"] in (50, 90, 99)
+    }
+    codes = result["RetCodes"]
+    errors = sum(codes.values()) - codes.get("200", 0)
+    return Run(percentiles, errors, result["ActualDuration"] / 1e9, result["ActualQPS"])
+
+
+def wait_healthy(port: int, path: str = "/v1.0/healthz") -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code in (200, 204):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"nothing healthy on port {port}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--body", type=int, default=1024)
+    parser.add_argument("--sampling", default="1", help="tracing samplingRate for the sidecars")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="outrig-bench-"))
+    config = home / "config.yaml"
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: bench\n"
+        f'spec:\n  tracing:\n    samplingRate: "{args.sampling}"\n'
+    )
+    env = dict(os.environ, OUTRIG_HOME=str(home))
+    app_port, a_port, b_port = free_port(), free_port(), free_port()
+    procs = [subprocess.Popen([sys.executable, str(HERE / "echo_app.py"), str(app_port)], env=env)]
+    try:
+        for app_id, port, extra in (
+            ("bench-b", b_port, ["--app-port", str(app_port)]),
+            ("bench-a", a_port, []),
+        ):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "outrig.runtime",
+                        "run",
+                        "--app-id",
+                        app_id,
+                        "--dapr-http-port",
+                        str(port),
+                        "--dapr-grpc-port",
+                        str(free_port()),
+                        "--config",
+                        str(config),
+                        "--log-level",
+                        "warn",
+                        *extra,
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+        for port in (b_port, a_port):
+            wait_healthy(port)
+        sidecars = procs[1:]
+        binary = fortio()
+        direct_url = f"http://127.0.0.1:{app_port}/echo"
+        via_url = f"http://127.0.0.1:{a_port}/v1.0/invoke/bench-b/method/echo"
+
+        def measure(url: str, with_cpu: bool) -> tuple[Run, list[float]]:
+            load(binary, url, args.rate, 2, args.connections, args.body)  # warm-up
+            before = [cpu_seconds(p.pid) for p in sidecars]
+            run = load(binary, url, args.rate, args.seconds, args.connections, args.body)
+            after = [cpu_seconds(p.pid) for p in sidecars]
+            used = [a - b for a, b in zip(after, before, strict=True)]
+            mcpu = [u / run.seconds * 1000 / (args.rate / 1000) for u in used]
+            return run, mcpu if with_cpu else []
+
+        direct, _ = measure(direct_url, False)
+        via, mcpu = measure(via_url, True)
+        rss = [peak_rss_mb(p.pid) for p in sidecars]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(15)
+
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; Fortio, app and both sidecars share it"
+    )
+    print(
+        f"load: {args.rate} req/s for {args.seconds:.0f}s, {args.connections} connections, "
+        f"{args.body} B bodies, tracing samplingRate {args.sampling}\n"
+    )
+    print(f"{'':22}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'errors':>8}{'req/s':>8}")
+    for name, run in (("direct to app B", direct), ("through 2 sidecars", via)):
+        print(f"{name:22}{run.pct(50):9.2f}{run.pct(90):9.2f}{run.pct(99):9.2f}{run.errors:8d}{run.qps:8.0f}")
+    added = {p: via.pct(q) - direct.pct(q) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))}
+    print(f"{'added by outrig':22}{added['p50']:9.2f}{added['p90']:9.2f}{added['p99']:9.2f}")
+    print(f"{'Dapr 1.17 adds':22}{DAPR_117['p50']:9.2f}{DAPR_117['p90']:9.2f}{DAPR_117['p99']:9.2f}")
+    print(
+        f"{'ratio outrig/Dapr':22}" + "".join(f"{added[p] / DAPR_117[p]:9.2f}" for p in ("p50", "p90", "p99"))
+    )
+    print(
+        f"\nsidecar CPU per 1,000 req/s: B {mcpu[0]:.0f} mCPU, A {mcpu[1]:.0f} mCPU "
+        f"(Dapr 1.17: {DAPR_117['mcpu']} mCPU)"
+    )
+    print(f"sidecar peak RSS: B {rss[0]:.1f} MB, A {rss[1]:.1f} MB (Dapr 1.17: {DAPR_117['rss_mb']} MB)")
+
+
+if __name__ == "__main__":
+    main()
