@@ -36,9 +36,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a sidecar and its telemetry agent (its child): both are outrig's cost."""
+    total = 0.0
+    for proc in (pid, *children(pid)):
+        fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -59,11 +68,10 @@ class Run:
         return self.percentiles_ms[p]
 
 
-def fortio() -> str:
-    out = subprocess.run(
-        [str(HERE.parent / "scripts" / "install-fortio.sh")], check=True, capture_output=True, text=True
-    ).stdout
-    return out.strip().splitlines()[-1]
+def tool(script: str) -> str:
+    """The path of a tool built (once, then cached) by one of scripts/install-*.sh."""
+    out = subprocess.run([str(HERE.parent / "scripts" / script)], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
 
 
 def load(binary: str, url: str, rate: int, seconds: float, connections: int, body: int) -> Run:
@@ -124,17 +132,35 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--body", type=int, default=1024)
     parser.add_argument("--sampling", default="1", help="tracing samplingRate for the sidecars")
+    parser.add_argument(
+        "--otlp",
+        choices=["grpc", "http"],
+        help="export spans to a real Jaeger over OTLP (default: local store)",
+    )
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="outrig-bench-"))
-    config = home / "config.yaml"
-    config.write_text(
-        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: bench\n"
-        f'spec:\n  tracing:\n    samplingRate: "{args.sampling}"\n'
-    )
     env = dict(os.environ, OUTRIG_HOME=str(home))
     app_port, a_port, b_port = free_port(), free_port(), free_port()
     procs = [subprocess.Popen([sys.executable, str(HERE / "echo_app.py"), str(app_port)], env=env)]
+    tracing = f'  tracing:\n    samplingRate: "{args.sampling}"\n'
+    if args.otlp:
+        grpc_port, http_port = free_port(), free_port()
+        jaeger_env = dict(
+            env,
+            JAEGER_OTLP_GRPC_PORT=str(grpc_port),
+            JAEGER_OTLP_HTTP_PORT=str(http_port),
+            JAEGER_QUERY_PORT=str(free_port()),
+        )
+        jaeger = tool("install-jaeger.sh")
+        config_file = HERE.parent / "scripts" / "jaeger-config.yaml"
+        procs.append(subprocess.Popen([jaeger, "--config", f"file:{config_file}"], env=jaeger_env))
+        port = grpc_port if args.otlp == "grpc" else http_port
+        tracing += f"    otel:\n      endpointAddress: 127.0.0.1:{port}\n      protocol: {args.otlp}\n"
+    config = home / "config.yaml"
+    config.write_text(
+        f"apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: bench\nspec:\n{tracing}"
+    )
     try:
         for app_id, port, extra in (
             ("bench-b", b_port, ["--app-port", str(app_port)]),
@@ -165,8 +191,8 @@ def main() -> None:
             )
         for port in (b_port, a_port):
             wait_healthy(port)
-        sidecars = procs[1:]
-        binary = fortio()
+        sidecars = procs[-2:]
+        binary = tool("install-fortio.sh")
         direct_url = f"http://127.0.0.1:{app_port}/echo"
         via_url = f"http://127.0.0.1:{a_port}/v1.0/invoke/bench-b/method/echo"
 
@@ -182,6 +208,7 @@ def main() -> None:
         direct, _ = measure(direct_url, False)
         via, mcpu = measure(via_url, True)
         rss = [peak_rss_mb(p.pid) for p in sidecars]
+        agent_rss = [sum(peak_rss_mb(c) for c in children(p.pid)) for p in sidecars]
     finally:
         for proc in procs:
             proc.terminate()
@@ -190,11 +217,12 @@ def main() -> None:
 
     print(
         f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; Fortio, app and both sidecars share it"
+        f"Python {platform.python_version()}; Fortio, app, sidecars (and Jaeger) share it"
     )
+    sink = f"OTLP/{args.otlp} to a real Jaeger" if args.otlp else "the local trace store"
     print(
         f"load: {args.rate} req/s for {args.seconds:.0f}s, {args.connections} connections, "
-        f"{args.body} B bodies, tracing samplingRate {args.sampling}\n"
+        f"{args.body} B bodies, tracing samplingRate {args.sampling} to {sink}\n"
     )
     print(f"{'':22}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'errors':>8}{'req/s':>8}")
     for name, run in (("direct to app B", direct), ("through 2 sidecars", via)):
@@ -206,10 +234,13 @@ def main() -> None:
         f"{'ratio outrig/Dapr':22}" + "".join(f"{added[p] / DAPR_117[p]:9.2f}" for p in ("p50", "p90", "p99"))
     )
     print(
-        f"\nsidecar CPU per 1,000 req/s: B {mcpu[0]:.0f} mCPU, A {mcpu[1]:.0f} mCPU "
-        f"(Dapr 1.17: {DAPR_117['mcpu']} mCPU)"
+        f"\nsidecar CPU per 1,000 req/s, with its telemetry agent: B {mcpu[0]:.0f} mCPU, "
+        f"A {mcpu[1]:.0f} mCPU (Dapr 1.17: {DAPR_117['mcpu']} mCPU)"
     )
-    print(f"sidecar peak RSS: B {rss[0]:.1f} MB, A {rss[1]:.1f} MB (Dapr 1.17: {DAPR_117['rss_mb']} MB)")
+    print(
+        f"peak RSS: sidecar B {rss[0]:.1f} MB + agent {agent_rss[0]:.1f} MB, sidecar A {rss[1]:.1f} MB"
+        f" + agent {agent_rss[1]:.1f} MB (Dapr 1.17: {DAPR_117['rss_mb']} MB)"
+    )
 
 
 if __name__ == "__main__":

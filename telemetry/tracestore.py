@@ -1,34 +1,23 @@
 """The local trace store: spans of every sidecar on this machine, in one SQLite file.
 
 The embedded default when no collector is configured, so `outrig run` and
-`outrig traces` work with nothing else installed. WAL mode lets several sidecars write
-at once.
-
-`TraceStoreProcessor` turns each ended span into a row on the thread that ended it (a
-few microseconds) and leaves only SQLite's own `executemany` to a writer thread. A
-`BatchSpanProcessor` would do the Python-heavy conversion on its thread instead, which
-then fights the event loop for the GIL and added 10+ ms to p90 latency in
-benchmarks/invoke.py.
+`outrig traces` work with nothing else installed. Written by each sidecar's telemetry
+agent (never on a request's path); WAL mode lets several agents write at once.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
-log = logging.getLogger("outrig.telemetry")
+from opentelemetry.trace import SpanKind, StatusCode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -52,22 +41,13 @@ CREATE INDEX IF NOT EXISTS spans_by_end ON spans (end_ns);
 DEFAULT_MAX_SPANS = 200_000
 """Older spans are pruned past this many rows, so the file stays small."""
 
-CHECKPOINT_SECONDS = 5.0
-BUSY_TIMEOUT_MS = 100
-"""How long a write waits for another sidecar's write; on time-out the rows wait for the
-next write instead (a request thread must never wait long on the file)."""
 
-
-def connect(path: Path, writer: bool = False) -> sqlite3.Connection:
+def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
-    if writer:
-        # Checkpoints (which fsync) run on the housekeeping thread, not in a commit.
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
 
 
@@ -92,6 +72,35 @@ class StoredSpan:
 
 
 Row = tuple[object, ...]
+_KIND_NAMES = {kind.value: kind.name for kind in SpanKind}
+_STATUS_NAMES = {code.value: code.name for code in StatusCode}
+
+
+def store_row(wire: tuple[Any, ...], service: str) -> Row:
+    """A store row straight from a wire row (see `wire.span_to_row`), with no span object."""
+    (trace_id, span_id, _flags, parent_id, _remote, name, kind, start, end, status, _desc,
+     attributes, events, links, _scope) = wire  # fmt: skip
+    return (
+        f"{trace_id:032x}",
+        f"{span_id:016x}",
+        f"{parent_id:016x}" if parent_id else None,
+        service,
+        name,
+        _KIND_NAMES[kind],
+        start,
+        end,
+        _STATUS_NAMES[status],
+        json.dumps(attributes, default=str),
+        json.dumps(
+            [{"name": n, "time_ns": ts, "attributes": a} for n, ts, a in events],
+            default=str,
+        )
+        if events
+        else "[]",
+        json.dumps([{"trace_id": f"{t:032x}", "span_id": f"{s:016x}"} for t, s, _ in links])
+        if links
+        else "[]",
+    )
 
 
 def _row(span: ReadableSpan) -> Row:
@@ -138,7 +147,7 @@ class TraceStoreExporter(SpanExporter):
     def __init__(self, path: Path, max_spans: int = DEFAULT_MAX_SPANS) -> None:
         self.path = path
         self.max_spans = max_spans
-        self._conn = connect(path, writer=True)
+        self._conn = connect(path)
         self._lock = threading.Lock()
         self._prune_every = max(1, max_spans // 10)
         self._since_prune = 0
@@ -169,100 +178,12 @@ class TraceStoreExporter(SpanExporter):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
-    def checkpoint(self) -> None:
-        try:
-            with self._lock:
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:
-            log.debug("trace store checkpoint skipped: %s", exc)
-
     def shutdown(self) -> None:
         with self._lock:
             self._conn.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
-
-
-class TraceStoreProcessor(SpanProcessor):
-    """Writes ended spans to the store in small batches, inline, never from a busy thread.
-
-    On CPython a background thread doing Python work (a `BatchSpanProcessor` converting
-    and inserting 512 spans) convoys the GIL against the event loop: every socket call
-    of the loop then waits for it, which added 10-15 ms to p90 latency in
-    benchmarks/invoke.py. So rows are made where spans end (a few microseconds each) and
-    written by that same thread every `delay` seconds or `batch` rows, about a
-    millisecond per write. A helper thread only writes what an idle period left behind
-    and checkpoints the WAL (one C call, the GIL released throughout).
-
-    Bounded: past `max_queue` unwritten rows (say, the file is locked for long), new
-    spans are dropped and counted, so the store can never grow memory or stall a request.
-    """
-
-    def __init__(
-        self,
-        exporter: TraceStoreExporter,
-        *,
-        delay: float | None = None,
-        batch: int = 64,
-        max_queue: int = 8192,
-    ) -> None:
-        self.exporter = exporter
-        self.batch = batch
-        self.max_queue = max_queue
-        env_delay = os.environ.get("OTEL_BSP_SCHEDULE_DELAY")
-        self.delay = delay if delay is not None else min(0.05, float(env_delay or 50) / 1000)
-        self.dropped = 0
-        self._rows: list[Row] = []
-        self._lock = threading.Lock()
-        self._last_write = time.monotonic()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._housekeeping, name="outrig-trace-store", daemon=True)
-        self._thread.start()
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if not span.context or not span.context.trace_flags.sampled:
-            return
-        row = _row(span)
-        with self._lock:
-            if len(self._rows) >= self.max_queue:
-                self.dropped += 1
-                return
-            self._rows.append(row)
-            if len(self._rows) >= self.batch or time.monotonic() - self._last_write >= self.delay:
-                self._write_locked()
-
-    def _write_locked(self) -> None:
-        self._last_write = time.monotonic()
-        if self._rows and self.exporter.write(self._rows) is SpanExportResult.SUCCESS:
-            self._rows = []
-
-    def _housekeeping(self) -> None:
-        checkpoint_at = time.monotonic() + CHECKPOINT_SECONDS
-        while not self._stopping.wait(self.delay):
-            with self._lock:
-                if self._rows and time.monotonic() - self._last_write >= self.delay:
-                    self._write_locked()
-            if time.monotonic() >= checkpoint_at:
-                self.exporter.checkpoint()
-                checkpoint_at = time.monotonic() + CHECKPOINT_SECONDS
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        with self._lock:
-            self._write_locked()
-            return not self._rows
-
-    def shutdown(self) -> None:
-        self._stopping.set()
-        self._thread.join(10)
-        self.force_flush()
-        if self.dropped:
-            log.warning("local trace store dropped %d spans (queue full)", self.dropped)
-        self.exporter.checkpoint()
-        self.exporter.shutdown()
 
 
 class TraceStore:

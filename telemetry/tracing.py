@@ -1,25 +1,25 @@
 """Tracer provider set-up: sampling, resource, and where spans are exported.
 
-Spans leave in batches from a background thread (`BatchSpanProcessor` for OTLP, the
-trace store's own processor for the local store), so a slow or unreachable collector
-never blocks or slows a request: when a queue is full, spans are dropped, not waited on.
+Spans are created in the sidecar by the OpenTelemetry SDK and exported by its telemetry
+agent process (see `shipper`), so neither an OTLP encoder nor a slow or unreachable
+collector ever competes with requests: when the pipe to the agent is full, spans are
+dropped, not waited on.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from .tracestore import TraceStoreExporter, TraceStoreProcessor
+from .shipper import SpanShipper
 
 log = logging.getLogger("outrig.telemetry")
 
@@ -49,32 +49,26 @@ def trace_store_path(home: Path) -> Path:
     return home / TRACE_STORE_FILE
 
 
-def _otlp_exporter(settings: TracingSettings) -> SpanExporter | None:
-    if settings.otlp_endpoint is None and not otlp_from_environment():
-        return None
-    protocol = settings.otlp_protocol
-    if settings.otlp_endpoint is None:
+def agent_config(service_name: str, settings: TracingSettings) -> dict[str, Any]:
+    """What the telemetry agent needs: the service, the store, the OTLP exporter if any."""
+    otlp: dict[str, Any] | None = None
+    if settings.otlp_endpoint is not None:
+        otlp = {
+            "endpoint": settings.otlp_endpoint,
+            "protocol": settings.otlp_protocol,
+            "secure": settings.otlp_secure,
+        }
+    elif otlp_from_environment():
         protocol = os.environ.get(
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
             os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         )
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
-
-        if settings.otlp_endpoint is None:
-            return Grpc()
-        endpoint = settings.otlp_endpoint.split("://", 1)[-1]
-        return Grpc(endpoint=endpoint, insecure=not settings.otlp_secure)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
-
-    if settings.otlp_endpoint is None:
-        return Http()
-    endpoint = settings.otlp_endpoint
-    if "://" not in endpoint:
-        endpoint = f"{'https' if settings.otlp_secure else 'http'}://{endpoint}"
-    if not endpoint.rstrip("/").endswith("/v1/traces"):
-        endpoint = endpoint.rstrip("/") + "/v1/traces"
-    return Http(endpoint=endpoint)
+        otlp = {"endpoint": None, "protocol": "grpc" if protocol == "grpc" else "http"}
+    return {
+        "service": service_name,
+        "store": str(settings.trace_store) if settings.trace_store else None,
+        "otlp": otlp,
+    }
 
 
 def build_tracer_provider(service_name: str, settings: TracingSettings) -> TracerProvider:
@@ -83,23 +77,15 @@ def build_tracer_provider(service_name: str, settings: TracingSettings) -> Trace
         resource=Resource.create({"service.name": service_name, "service.namespace": "outrig"}),
         sampler=ParentBased(TraceIdRatioBased(settings.sampling_rate)),
     )
-    exporter = _otlp_exporter(settings)
-    if exporter is not None:
-        log.info("exporting spans over OTLP (%s)", type(exporter).__module__.rsplit(".", 2)[-2])
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    if settings.trace_store is not None:
-        provider.add_span_processor(TraceStoreProcessor(TraceStoreExporter(settings.trace_store)))
+    config = agent_config(service_name, settings)
+    if config["otlp"] is not None or config["store"] is not None:
+        provider.add_span_processor(SpanShipper(config))
     return provider
 
 
-def shutdown_provider(provider: TracerProvider, timeout: float = 3.0) -> None:
-    """Flush and stop exporting, giving up after `timeout` seconds (a dead collector must
-    not hold up the sidecar's exit)."""
-    worker = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        log.warning("span export did not finish within %.1fs at shutdown; spans may be lost", timeout)
+def shutdown_provider(provider: TracerProvider) -> None:
+    """Ship the last spans and stop the agent (bounded: a dead collector cannot hold us)."""
+    provider.shutdown()
 
 
 def install(provider: TracerProvider) -> None:

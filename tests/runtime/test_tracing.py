@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import time
 from pathlib import Path
 
@@ -146,3 +148,22 @@ def test_unreachable_collector_never_fails_requests_or_blocks_exit(procs: Proces
     for sidecar in (a, b):
         sidecar.proc.terminate()
         assert sidecar.proc.wait(10) == 0
+
+
+def test_the_sidecar_keeps_serving_when_its_telemetry_agent_dies(procs: Processes) -> None:
+    a = procs.sidecar_with_echo("front")
+    procs.sidecar_with_echo("back")
+    children = Path(f"/proc/{a.proc.pid}/task/{a.proc.pid}/children").read_text().split()
+    agent = next(
+        pid
+        for pid in map(int, children)
+        if b"outrig.telemetry.agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    )
+    os.kill(agent, signal.SIGKILL)
+    with httpx.Client() as client:
+        for _ in range(200):
+            assert client.get(a.invoke_url("back", "x")).status_code == 200
+    time.sleep(0.3)
+    assert "telemetry agent is gone" in a.output()
+    a.proc.terminate()
+    assert a.proc.wait(10) == 0
