@@ -133,6 +133,9 @@ def main() -> None:
     parser.add_argument("--body", type=int, default=1024)
     parser.add_argument("--sampling", default="1", help="tracing samplingRate for the sidecars")
     parser.add_argument(
+        "--floor", action="store_true", help="bare uvicorn+aiohttp forwarders instead of sidecars"
+    )
+    parser.add_argument(
         "--otlp",
         choices=["grpc", "http"],
         help="export spans to a real Jaeger over OTLP (default: local store)",
@@ -162,39 +165,29 @@ def main() -> None:
         f"apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: bench\nspec:\n{tracing}"
     )
     try:
-        for app_id, port, extra in (
-            ("bench-b", b_port, ["--app-port", str(app_port)]),
-            ("bench-a", a_port, []),
-        ):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "outrig.runtime",
-                        "run",
-                        "--app-id",
-                        app_id,
-                        "--dapr-http-port",
-                        str(port),
-                        "--dapr-grpc-port",
-                        str(free_port()),
-                        "--config",
-                        str(config),
-                        "--log-level",
-                        "warn",
-                        *extra,
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
+        if args.floor:
+            # Two bare uvicorn+aiohttp forwarders, no outrig code: the stack's floor.
+            for port, target in ((b_port, app_port), (a_port, b_port)):
+                procs.append(
+                    subprocess.Popen([sys.executable, str(HERE / "floor_proxy.py"), str(port), str(target)])
                 )
-            )
+        else:
+            for app_id, port, extra in (
+                ("bench-b", b_port, ["--app-port", str(app_port)]),
+                ("bench-a", a_port, []),
+            ):
+                command = [sys.executable, "-m", "outrig.runtime", "run", "--app-id", app_id,
+                           "--dapr-http-port", str(port), "--dapr-grpc-port", str(free_port()),
+                           "--config", str(config), "--log-level", "warn", *extra]  # fmt: skip
+                procs.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
         for port in (b_port, a_port):
-            wait_healthy(port)
+            wait_healthy(port, "/v1.0/healthz" if not args.floor else "/ready")
         sidecars = procs[-2:]
         binary = tool("install-fortio.sh")
         direct_url = f"http://127.0.0.1:{app_port}/echo"
         via_url = f"http://127.0.0.1:{a_port}/v1.0/invoke/bench-b/method/echo"
+        if args.floor:
+            via_url = f"http://127.0.0.1:{a_port}/echo"
 
         def measure(url: str, with_cpu: bool) -> tuple[Run, list[float]]:
             load(binary, url, args.rate, 2, args.connections, args.body)  # warm-up
@@ -225,10 +218,14 @@ def main() -> None:
         f"{args.body} B bodies, tracing samplingRate {args.sampling} to {sink}\n"
     )
     print(f"{'':22}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'errors':>8}{'req/s':>8}")
-    for name, run in (("direct to app B", direct), ("through 2 sidecars", via)):
+    for name, run in (
+        ("direct to app B", direct),
+        ("through 2 forwarders" if args.floor else "through 2 sidecars", via),
+    ):
         print(f"{name:22}{run.pct(50):9.2f}{run.pct(90):9.2f}{run.pct(99):9.2f}{run.errors:8d}{run.qps:8.0f}")
     added = {p: via.pct(q) - direct.pct(q) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))}
-    print(f"{'added by outrig':22}{added['p50']:9.2f}{added['p90']:9.2f}{added['p99']:9.2f}")
+    label = "added by forwarders" if args.floor else "added by outrig"
+    print(f"{label:22}{added['p50']:9.2f}{added['p90']:9.2f}{added['p99']:9.2f}")
     print(f"{'Dapr 1.17 adds':22}{DAPR_117['p50']:9.2f}{DAPR_117['p90']:9.2f}{DAPR_117['p99']:9.2f}")
     print(
         f"{'ratio outrig/Dapr':22}" + "".join(f"{added[p] / DAPR_117[p]:9.2f}" for p in ("p50", "p90", "p99"))
