@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import uvicorn
 import yarl
+from echo_app import read_body  # same folder: scripts run from benchmarks/
 
 TARGET = int(sys.argv[2])
 _session: aiohttp.ClientSession | None = None
@@ -28,12 +29,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await read_body(receive)
     url = yarl.URL.build(
         scheme="http", host="127.0.0.1", port=TARGET, path=scope["raw_path"].decode(), encoded=True
     )

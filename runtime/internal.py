@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from outrig.middleware import CallError, Hop, Pipeline
+from functools import partial
 
-from .api.asgi import ClientDisconnectedError, Receive, Scope, Send, request_call, send_error, send_result
+from outrig.middleware import Call, CallError, Hop, Pipeline
+
+from .api.asgi import Receive, Scope, Send, send_error, serve_invoke
 from .api.invoke_path import INVOKE_PREFIX, parse_invoke_path
-from .blocks.invoke import CALLER_HEADER, INVOKE_ROUTE
+from .blocks.invoke import CALLER_HEADER
 
 
 class PeerApi:
@@ -17,18 +19,12 @@ class PeerApi:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        try:
-            if not path.startswith(INVOKE_PREFIX):
-                raise CallError("ERR_NOT_FOUND", f"no peer route for {path}", 404)
-            target, method = parse_invoke_path(scope.get("raw_path") or path.encode())
-            call = await request_call(
-                scope, receive, hop=Hop.PEER, target=target, subject=method, route=INVOKE_ROUTE
-            )
-        except CallError as error:
-            await send_error(send, error)
+        if not path.startswith(INVOKE_PREFIX):
+            await send_error(send, CallError("ERR_NOT_FOUND", f"no peer route for {path}", 404))
             return
-        except ClientDisconnectedError:
-            return
-        call.caller = call.metadata.get(CALLER_HEADER)
-        result = await self.pipeline(call)
-        await send_result(send, result, call.verb)
+        locate = partial(parse_invoke_path, scope.get("raw_path") or path.encode())
+        await serve_invoke(self.pipeline, scope, receive, send, Hop.PEER, locate, _note_caller)
+
+
+def _note_caller(call: Call) -> None:
+    call.caller = call.metadata.get(CALLER_HEADER)

@@ -19,24 +19,8 @@ set -euo pipefail
 # newest release that builds here: v1.69.0+ import grol.io/grol unconditionally (script mode),
 # and the grol.io module host is not reachable through our module proxy (403 allowlist).
 FORTIO_VERSION=v1.68.2
-TOOLS="${OUTRIG_TOOLS:-$HOME/.cache/outrig/tools}"
-BIN="$TOOLS/fortio-$FORTIO_VERSION"
-
-# Fast path: binary already built and runnable.
-if [[ -x "$BIN" ]] && "$BIN" version >/dev/null 2>&1; then
-  echo "$BIN"
-  exit 0
-fi
-
-GO="$(command -v go || true)"
-[[ -n "$GO" ]] || GO=/usr/local/go/bin/go
-[[ -x "$GO" ]] || { echo "install-fortio: Go toolchain not found" >&2; exit 1; }
-
-# Private GOBIN under the cache dir so the final mv is atomic.
-mkdir -p "$TOOLS"
-WORK="$(mktemp -d "$TOOLS/.fortio-build.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
+source "$(dirname "$0")/lib/gotool.sh"
+gotool_begin fortio "$FORTIO_VERSION"
 
 echo "install-fortio: building fortio $FORTIO_VERSION into $BIN (first time takes ~1 min)" >&2
 # `go install pkg@version` builds with fortio's own go.mod/go.sum (outside any module);
@@ -44,6 +28,4 @@ echo "install-fortio: building fortio $FORTIO_VERSION into $BIN (first time take
 export GOFLAGS=""
 GOBIN="$WORK" "$GO" install "fortio.org/fortio@$FORTIO_VERSION" >&2
 
-"$WORK/fortio" version >/dev/null   # sanity check before publishing
-mv -f "$WORK/fortio" "$BIN"
-echo "$BIN"
+gotool_publish fortio

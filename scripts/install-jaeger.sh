@@ -7,24 +7,8 @@ set -euo pipefail
 
 JAEGER_MODULE_VERSION=v1.76.0   # Go module tag; the cmd/jaeger binary is Jaeger v2.13.0
 JAEGER_V2_VERSION=v2.13.0       # what `jaeger version` reports (set via -ldflags below)
-TOOLS="${OUTRIG_TOOLS:-$HOME/.cache/outrig/tools}"
-BIN="$TOOLS/jaeger-$JAEGER_MODULE_VERSION"
-
-# Fast path: binary already built and runnable.
-if [[ -x "$BIN" ]] && "$BIN" version >/dev/null 2>&1; then
-  echo "$BIN"
-  exit 0
-fi
-
-GO="$(command -v go || true)"
-[[ -n "$GO" ]] || GO=/usr/local/go/bin/go
-[[ -x "$GO" ]] || { echo "install-jaeger: Go toolchain not found" >&2; exit 1; }
-
-# Throwaway tools module, kept under the cache dir so the final mv is atomic.
-mkdir -p "$TOOLS"
-WORK="$(mktemp -d "$TOOLS/.jaeger-build.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
+source "$(dirname "$0")/lib/gotool.sh"
+gotool_begin jaeger "$JAEGER_MODULE_VERSION"
 
 echo "install-jaeger: building jaeger $JAEGER_MODULE_VERSION into $BIN (first time takes minutes)" >&2
 export GOFLAGS="-mod=mod"   # ignore any caller GOFLAGS such as -mod=vendor
@@ -38,6 +22,4 @@ V=github.com/jaegertracing/jaeger/internal/version
   -ldflags "-X $V.latestVersion=$JAEGER_V2_VERSION -X $V.commitSHA=module-$JAEGER_MODULE_VERSION" \
   github.com/jaegertracing/jaeger/cmd/jaeger >&2
 
-"$WORK/jaeger" version >/dev/null   # sanity check before publishing
-mv -f "$WORK/jaeger" "$BIN"
-echo "$BIN"
+gotool_publish jaeger

@@ -14,6 +14,7 @@ from multidict import CIMultiDict
 
 from outrig.middleware import Call, CallError, Hop, Result, Stream, iterate
 
+from ..blocks.invoke import INVOKE_ROUTE
 from ..transport import BUFFER_LIMIT, HOP_BY_HOP
 
 Scope = MutableMapping[str, Any]
@@ -99,6 +100,33 @@ async def _receive_chunks(receive: Receive) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+async def serve_invoke(
+    pipeline: Callable[[Call], Awaitable[Result]],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    hop: Hop,
+    locate: Callable[[], tuple[str, str]],
+    prepare: Callable[[Call], None],
+) -> None:
+    """One invocation over HTTP: locate (app id, method), build the Call, run, answer.
+
+    `locate` may raise a CallError (a malformed path), answered in Dapr's error shape;
+    `prepare` adjusts the call for its entry point before the pipeline sees it.
+    """
+    try:
+        target, method = locate()
+        call = await request_call(scope, receive, hop=hop, target=target, subject=method, route=INVOKE_ROUTE)
+    except CallError as error:
+        await send_error(send, error)
+        return
+    except ClientDisconnectedError:
+        return
+    prepare(call)
+    result = await pipeline(call)
+    await send_result(send, result, call.verb)
 
 
 async def send_result(send: Send, result: Result, verb: str) -> None:

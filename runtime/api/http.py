@@ -7,16 +7,17 @@ through the inbound pipeline; every other route is served by a Starlette router.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
-from outrig.middleware import CallError, Hop, Pipeline
+from outrig.middleware import Call, CallError, Hop, Pipeline
 
-from ..blocks.invoke import IDENTITY_HEADERS, INVOKE_ROUTE
-from .asgi import ClientDisconnectedError, Receive, Scope, Send, request_call, send_error, send_result
+from ..blocks.invoke import IDENTITY_HEADERS
+from .asgi import Receive, Scope, Send, send_error, serve_invoke
 from .invoke_path import INVOKE_PREFIX, parse_invoke_path
 
 APP_ID_HEADER = b"dapr-app-id"
@@ -46,28 +47,26 @@ class AppApi:
             await self.router(scope, receive, send)
             return
         path: str = scope["path"]
-        try:
-            if path.startswith(INVOKE_PREFIX):
-                target, method = parse_invoke_path(scope.get("raw_path") or path.encode())
-            else:
-                header = next((v for k, v in scope["headers"] if k == APP_ID_HEADER), None)
-                if header is None:
-                    await self.router(scope, receive, send)
-                    return
-                raw = scope.get("raw_path") or path.encode()
-                target, method = header.decode("latin-1"), raw.decode("latin-1")[1:]
-            call = await request_call(
-                scope, receive, hop=Hop.APP_API, target=target, subject=method, route=INVOKE_ROUTE
-            )
-        except CallError as error:
-            await send_error(send, error)
-            return
-        except ClientDisconnectedError:
-            return
-        for header in IDENTITY_HEADERS:
-            call.metadata.popall(header, None)
-        result = await self.pipeline(call)
-        await send_result(send, result, call.verb)
+        raw: bytes = scope.get("raw_path") or path.encode()
+        locate: Callable[[], tuple[str, str]]
+        if path.startswith(INVOKE_PREFIX):
+            locate = partial(parse_invoke_path, raw)
+        else:
+            header = next((v for k, v in scope["headers"] if k == APP_ID_HEADER), None)
+            if header is None:
+                await self.router(scope, receive, send)
+                return
+            app_id = header.decode("latin-1")
+
+            def locate() -> tuple[str, str]:
+                return app_id, raw.decode("latin-1")[1:]
+
+        await serve_invoke(self.pipeline, scope, receive, send, Hop.APP_API, locate, _strip_identity)
+
+
+def _strip_identity(call: Call) -> None:
+    for header in IDENTITY_HEADERS:
+        call.metadata.popall(header, None)
 
 
 def control_routes(sidecar: SidecarView) -> Router:
