@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from outrig.middleware import CallError, ErrorMapping, Middleware, Pipeline
+from outrig.middleware import Call, CallError, ErrorMapping, Middleware, Pipeline, Result
 from outrig.middleware.tracing import ClientTracing, ServerTracing
 from outrig.telemetry import TracingSettings, build_tracer_provider, shutdown_provider, trace_store_path
 from outrig.telemetry.tracing import install, otlp_from_environment
@@ -50,14 +50,19 @@ class Sidecar:
         self.options = options
         self.resources = resources
         self.app_id = options.app_id
+        self.resolver = LocalResolver(options.home)
+        self.http_handlers = configured_handlers(resources, "httpPipeline")
+        self.app_handlers = configured_handlers(resources, "appHttpPipeline")
+        self._api_socket = bind(
+            options.listen_address, options.http_port, "Dapr HTTP API", "--dapr-http-port"
+        )
+        self._peer_socket = bind(options.listen_address, options.internal_port, "peer API", "--internal-port")
+        # Last, once nothing else can fail: this starts the telemetry agent process.
         self.tracer_provider = build_tracer_provider(options.app_id, tracing_settings(options, resources))
         install(self.tracer_provider)
         tracer = self.tracer_provider.get_tracer("outrig")
         self.transport = HttpTransport()
         self.peer_transport = HttpTransport(keepalive_timeout=PEER_KEEPALIVE - 5)
-        self.resolver = LocalResolver(options.home)
-        self.http_handlers = configured_handlers(resources, "httpPipeline")
-        self.app_handlers = configured_handlers(resources, "appHttpPipeline")
 
         outer: list[Middleware] = [ErrorMapping(), ServerTracing(tracer)]
         peer_out = Pipeline([ClientTracing(tracer)], PeerChannel(self.resolver, self.peer_transport))
@@ -68,18 +73,13 @@ class Sidecar:
         self.inbound = Pipeline([*outer, *self.http_handlers], self._dispatch)
         self.blocks = {"invoke": InvokeBlock(self.app_id, peer_out, app_out)}
 
-        self._api_socket = bind(
-            options.listen_address, options.http_port, "Dapr HTTP API", "--dapr-http-port"
-        )
-        self._peer_socket = bind(options.listen_address, options.internal_port, "peer API", "--internal-port")
         self.api_server = AsgiServer(AppApi(self.inbound, self), self._api_socket)
         self.peer_server = AsgiServer(PeerApi(self.inbound), self._peer_socket, keepalive=PEER_KEEPALIVE)
         self._app_ready = options.app_port is None
         self._outbound_ready = False
         self._shutdown = asyncio.Event()
-        self._started_at = time.time()
 
-    async def _dispatch(self, call: Any) -> Any:
+    async def _dispatch(self, call: Call) -> Result:
         block = self.blocks.get(call.block)
         if block is None:
             raise CallError("ERR_NOT_FOUND", f"building block {call.block!r} is not available", 404)
@@ -150,15 +150,15 @@ class Sidecar:
         port = self.options.app_port
         if port is None or self._app_ready:
             return
-        waited = 0.0
+        next_note = time.monotonic() + 10
         while True:
             try:
                 _, writer = await asyncio.open_connection(self.options.app_host, port)
             except OSError:
                 await asyncio.sleep(0.05)
-                waited += 0.05
-                if waited % 10 < 0.05:
-                    log.info("waiting for app %s on port %d", self.app_id, port)
+                if time.monotonic() >= next_note:
+                    log.info("waiting for app %s to listen on port %d", self.app_id, port)
+                    next_note += 10
                 continue
             writer.close()
             break
