@@ -15,7 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from ._call import Body, Call, Next, Result, Stream, iterate
+from ._call import Call, Next, Result, Stream
 from ._errors import CallError
 
 ATTR_OPERATION = "outrig.operation"
@@ -93,13 +93,18 @@ def _finish_error(span: Span, code: str, message: str, status: int | None) -> No
     span.end()
 
 
-async def _end_after(span: Span, body: Body) -> AsyncIterator[bytes]:
-    """End the span when a streamed body has been sent, so its duration covers the body."""
+async def _end_after(span: Span, body: Stream) -> AsyncIterator[bytes]:
+    """End the span when a streamed body has been sent (or abandoned), so its duration
+    covers the body; closing this generator closes the upstream stream too."""
+    chunks = body.__aiter__()
     try:
-        async for chunk in iterate(body):
+        async for chunk in chunks:
             yield chunk
     finally:
         span.end()
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 class ServerTracing(_Tracing):

@@ -18,11 +18,11 @@ class PeerApi:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        path: str = scope["path"]
-        if not path.startswith(INVOKE_PREFIX):
-            await send_error(send, CallError("ERR_NOT_FOUND", f"no peer route for {path}", 404))
+        raw: bytes = scope.get("raw_path") or scope["path"].encode()
+        if not raw.startswith(INVOKE_PREFIX):
+            await send_error(send, CallError("ERR_NOT_FOUND", f"no peer route for {scope['path']}", 404))
             return
-        locate = partial(parse_invoke_path, scope.get("raw_path") or path.encode())
+        locate = partial(parse_invoke_path, raw)
         await serve_invoke(self.pipeline, scope, receive, send, Hop.PEER, locate, _note_caller)
 
 

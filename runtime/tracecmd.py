@@ -15,7 +15,13 @@ def print_traces(home: Path, limit: int, trace_id: str | None, app_id: str | Non
         return 1
     store = TraceStore(path)
     try:
-        ids = [trace_id] if trace_id else list(reversed(store.recent_trace_ids(limit, app_id)))
+        if trace_id:
+            ids = store.matching_trace_ids(trace_id)
+            if len(ids) > 1:
+                print(f"trace id prefix {trace_id!r} is ambiguous: {', '.join(ids)}", file=sys.stderr)
+                return 1
+        else:
+            ids = list(reversed(store.recent_trace_ids(limit, app_id)))
         shown = 0
         for tid in ids:
             spans = store.spans(tid)

@@ -28,9 +28,16 @@ HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        "expect",
     }
 )
-"""Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1)."""
+"""Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1), plus
+`Expect`: the body has already been read from the caller, so a `100-continue` asked of
+the next hop could only make it wait. Headers a `Connection` header names go too."""
+
+HEADER_CODEC = ("utf-8", "surrogateescape")
+"""How header bytes become text and back, at every edge, so they pass through unchanged
+(aiohttp parses with the same codec and writes text as UTF-8)."""
 
 BUFFER_LIMIT = 1 << 20
 """Bodies declared at most this large are read whole; larger or unsized ones are streamed."""
@@ -38,8 +45,27 @@ BUFFER_LIMIT = 1 << 20
 CHUNK_SIZE = 1 << 16
 
 
+def connection_tokens(value: str) -> set[str]:
+    """The header names a `Connection` header lists (they describe this hop only)."""
+    return {token.strip().lower() for token in value.split(",") if token.strip()}
+
+
 def forwardable(headers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    return CIMultiDict((k, v) for k, v in headers if k.lower() not in HOP_BY_HOP)
+    pairs = list(headers)
+    drop = set(HOP_BY_HOP)
+    for key, value in pairs:
+        if key.lower() == "connection":
+            drop |= connection_tokens(value)
+    return CIMultiDict((k, v) for k, v in pairs if k.lower() not in drop)
+
+
+def bodiless(verb: str, status: int) -> bool:
+    """Responses that never carry a body, whatever their Content-Length says."""
+    return verb == "HEAD" or status in (204, 304) or 100 <= status < 200
+
+
+class ConnectFailedError(CallError):
+    """Nothing was sent: the next hop refused or could not be reached (safe to retry)."""
 
 
 class HttpTransport:
@@ -81,11 +107,14 @@ class HttpTransport:
             response = await self._session.request(
                 call.verb, url, headers=headers, data=data, allow_redirects=False
             )
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectFailedError("ERR_DIRECT_INVOKE", f"{failure}: {_describe(exc)}", 500) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise CallError("ERR_DIRECT_INVOKE", f"{failure}: {_describe(exc)}", 500) from exc
         result_headers = forwardable(response.headers.items())
         length = response.content_length
-        if call.verb == "HEAD":
+        if bodiless(call.verb, response.status):
+            # Keep the declared length as it is (for HEAD it describes the GET's body).
             if length is not None:
                 result_headers["Content-Length"] = str(length)
             response.release()

@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from .tracestore import TraceStoreExporter, store_row
 from .wire import HEADER_BYTES, row_to_span, unframe
 
 log = logging.getLogger("outrig.telemetry.agent")
 
-SHUTDOWN_MILLIS = 2500
+SUCCESS = SpanExportResult.SUCCESS
+SHUTDOWN_MILLIS = 2000
+"""The last OTLP flush's budget: within the sidecar's 3 s for the whole shutdown."""
 
 
 def otlp_exporter(config: dict[str, Any]) -> SpanExporter | None:
@@ -64,12 +66,18 @@ def run(config: dict[str, Any], stream: BinaryIO) -> None:
             payload = _read_exact(stream, int.from_bytes(header, "big"))
             if payload is None:
                 break
-            rows = unframe(payload)
-            if store is not None:
-                store.write([store_row(row, service) for row in rows])
-            if batch is not None:
-                for row in rows:
-                    batch.on_end(row_to_span(row, resource))
+            try:
+                rows = unframe(payload)
+                if (
+                    store is not None
+                    and store.write([store_row(row, service) for row in rows]) is not SUCCESS
+                ):
+                    log.warning("could not write %d spans to the local trace store", len(rows))
+                if batch is not None:
+                    for row in rows:
+                        batch.on_end(row_to_span(row, resource))
+            except Exception:
+                log.exception("skipped a batch of spans that could not be exported")
     finally:
         if batch is not None:
             batch.force_flush(SHUTDOWN_MILLIS)

@@ -14,6 +14,7 @@ request or grow memory. If the agent dies, spans are dropped with one warning.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,22 +32,28 @@ from .wire import Row, frame, span_to_row
 log = logging.getLogger("outrig.telemetry")
 
 MAX_PENDING_BYTES = 8 << 20
+MIN_DELAY = 0.005
+SHUTDOWN_SECONDS = 3.0
 
 
 class SpanShipper(SpanProcessor):
     def __init__(self, agent_config: dict[str, Any], *, batch: int = 64, delay: float | None = None) -> None:
         self.batch = batch
         env_delay = os.environ.get("OTEL_BSP_SCHEDULE_DELAY")
-        self.delay = delay if delay is not None else min(0.05, float(env_delay or 50) / 1000)
+        wanted = delay if delay is not None else min(0.05, float(env_delay or 50) / 1000)
+        self.delay = max(MIN_DELAY, wanted)
         self.dropped = 0
         self._rows: list[Row] = []
-        self._pending = b""
+        self._pending = bytearray()
         self._lock = threading.Lock()
         self._last_send = time.monotonic()
         self._broken = False
+        # Its own session: a terminal's Ctrl-C must not kill it before it has the last
+        # spans; it exits when this pipe closes (at our exit, or our death).
         self._agent = subprocess.Popen(
             [sys.executable, "-m", "outrig.telemetry.agent", json.dumps(agent_config)],
             stdin=subprocess.PIPE,
+            start_new_session=True,
         )
         assert self._agent.stdin is not None
         self._fd = self._agent.stdin.fileno()
@@ -81,12 +88,12 @@ class SpanShipper(SpanProcessor):
             written = os.write(self._fd, self._pending)
         except BlockingIOError:
             return
-        except (BrokenPipeError, OSError) as exc:
+        except OSError as exc:
             self._broken = True
-            self._pending = b""
+            self._pending.clear()
             log.warning("telemetry agent is gone (%s); spans are no longer exported", exc)
             return
-        self._pending = self._pending[written:]
+        del self._pending[:written]
 
     def _send_when_idle(self) -> None:
         while not self._stopping.wait(self.delay):
@@ -96,29 +103,36 @@ class SpanShipper(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
-        while time.monotonic() < deadline:
+        while True:
             with self._lock:
                 self._send_locked()
                 if not self._pending or self._broken:
                     return not self._broken
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.005)
-        return False
 
-    def shutdown(self, timeout: float = 3.0) -> None:
-        """Send what is left, let the agent export it, and stop it within `timeout`."""
+    def shutdown(self) -> None:
+        """Send what is left and let the agent export it, all within SHUTDOWN_SECONDS."""
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
         self._stopping.set()
-        self._thread.join(1)
-        self.force_flush(int(timeout * 500))
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self.force_flush(int(max(0.0, deadline - time.monotonic()) * 500))
+        with self._lock:
+            unsent = len(self._rows)
+            if self._pending:
+                log.warning("%d bytes of spans were still unsent at exit", len(self._pending))
+            self.dropped += unsent
         if self.dropped:
             log.warning("dropped %d spans: the telemetry agent could not keep up", self.dropped)
-        try:
+        with contextlib.suppress(OSError):
             assert self._agent.stdin is not None
             self._agent.stdin.close()
-        except OSError:
-            pass
         try:
-            self._agent.wait(timeout)
+            self._agent.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning("telemetry agent did not finish exporting within %.1fs; stopping it", timeout)
+            log.warning(
+                "telemetry agent did not finish exporting within %.0fs; stopping it", SHUTDOWN_SECONDS
+            )
             self._agent.kill()
             self._agent.wait()

@@ -7,6 +7,7 @@ agent (never on a request's path); WAL mode lets several agents write at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -164,18 +165,21 @@ class TraceStoreExporter(SpanExporter):
         return self.write([_row(span) for span in spans])
 
     def write(self, rows: Sequence[Row]) -> SpanExportResult:
-        try:
-            with self._lock:
-                self._conn.execute("BEGIN")
+        with self._lock:
+            try:
+                # IMMEDIATE takes the write lock up front, so a busy file makes us wait
+                # (up to the connection's timeout) instead of failing at COMMIT.
+                self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany("INSERT INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 self._since_prune += len(rows)
                 if self._since_prune >= self._prune_every:
                     self._prune()
                 self._conn.execute("COMMIT")
-        except sqlite3.Error:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            return SpanExportResult.FAILURE
+            except sqlite3.Error:
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -204,11 +208,18 @@ class TraceStore:
         )
         return [row[0] for row in rows]
 
-    def spans(self, trace_id: str) -> list[StoredSpan]:
-        """Every stored span of one trace (a prefix of the id is enough), oldest first."""
+    def matching_trace_ids(self, prefix: str, limit: int = 5) -> list[str]:
+        prefix = prefix.lower()
         rows = self._conn.execute(
-            "SELECT * FROM spans WHERE trace_id >= ? AND trace_id < ? ORDER BY start_ns",
-            (trace_id, trace_id + "g"),
+            "SELECT DISTINCT trace_id FROM spans WHERE trace_id >= ? AND trace_id < ? LIMIT ?",
+            (prefix, prefix + "g", limit),
+        )
+        return [row[0] for row in rows]
+
+    def spans(self, trace_id: str) -> list[StoredSpan]:
+        """Every stored span of one trace (its full id), oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id.lower(),)
         )
         return [
             StoredSpan(

@@ -50,6 +50,7 @@ class Sidecar:
     http_port: int
     log: Path
     app_port: int | None = None
+    grpc_port: int = 0
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.http_port}{path}"
@@ -76,10 +77,12 @@ class Processes:
         return env
 
     def spawn(
-        self, args: list[str], log_name: str, env: dict[str, str] | None = None
+        self, args: list[str], log_name: str, env: dict[str, str] | None = None, new_session: bool = False
     ) -> subprocess.Popen[bytes]:
         log = (self.workdir / log_name).open("wb")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env or self.env())
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=env or self.env(), start_new_session=new_session
+        )
         log.close()
         self.started.append(proc)
         return proc
@@ -99,8 +102,9 @@ class Processes:
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        new_session: bool = False,
     ) -> Sidecar:
-        http_port = free_port()
+        http_port, grpc_port = free_port(), free_port()
         args = [
             sys.executable,
             "-m",
@@ -111,7 +115,7 @@ class Processes:
             "--dapr-http-port",
             str(http_port),
             "--dapr-grpc-port",
-            str(free_port()),
+            str(grpc_port),
             "--metrics-port",
             str(free_port()),
             *(extra_args or []),
@@ -121,8 +125,8 @@ class Processes:
         if app_command:
             args += ["--", *app_command]
         log = self.workdir / f"sidecar-{app_id}-{http_port}.log"
-        proc = self.spawn(args, log.name, self.env(env))
-        sidecar = Sidecar(app_id, proc, http_port, log, app_port)
+        proc = self.spawn(args, log.name, self.env(env), new_session)
+        sidecar = Sidecar(app_id, proc, http_port, log, app_port, grpc_port)
         if wait:
             self.wait_healthy(sidecar)
         return sidecar

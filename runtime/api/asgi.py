@@ -6,16 +6,17 @@ Starlette's routing alone halves raw-ASGI throughput (measured, see design notes
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from multidict import CIMultiDict
 
-from outrig.middleware import Call, CallError, Hop, Result, Stream, iterate
+from outrig.middleware import Call, CallError, Hop, Result, Stream
 
 from ..blocks.invoke import INVOKE_ROUTE
-from ..transport import BUFFER_LIMIT, HOP_BY_HOP
+from ..transport import BUFFER_LIMIT, HEADER_CODEC, HOP_BY_HOP, bodiless, connection_tokens
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -44,6 +45,7 @@ async def request_call(
     length: int | None = None
     chunked = False
     host = ""
+    hop_only: set[str] = set()
     for key, value in scope["headers"]:
         if key == b"content-length":
             length = int(value)
@@ -51,15 +53,20 @@ async def request_call(
             chunked = True
         elif key == b"host":
             host = value.decode("latin-1")
+        elif key == b"connection":
+            hop_only = connection_tokens(value.decode("latin-1"))
         if key not in _HOP_BY_HOP_BYTES:
-            metadata.add(key.decode("latin-1"), value.decode("latin-1"))
+            metadata.add(key.decode(*HEADER_CODEC), value.decode(*HEADER_CODEC))
+    for name in hop_only:
+        metadata.popall(name, None)
     body: bytes | Stream
     if length is not None and length <= BUFFER_LIMIT:
-        body = b"".join([chunk async for chunk in _receive_chunks(receive)])
+        body = b"".join([chunk async for chunk in _receive_chunks(scope, receive)])
     elif length is None and not chunked:
         body = b""
+        scope[BODY_READ] = True
     else:
-        body = Stream(_receive_chunks(receive), length)
+        body = Stream(_receive_chunks(scope, receive), length)
     query = scope.get("query_string", b"").decode("latin-1")
     attributes: dict[str, Any] = {
         "http.route": route,
@@ -90,7 +97,12 @@ async def request_call(
     )
 
 
-async def _receive_chunks(receive: Receive) -> AsyncIterator[bytes]:
+BODY_READ = "outrig.body_read"
+"""Set in the ASGI scope once the request body has been read to its end: from then on,
+the only thing `receive()` can bring is the client's disconnect."""
+
+
+async def _receive_chunks(scope: Scope, receive: Receive) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -99,7 +111,13 @@ async def _receive_chunks(receive: Receive) -> AsyncIterator[bytes]:
         if chunk:
             yield chunk
         if not message.get("more_body", False):
+            scope[BODY_READ] = True
             return
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def serve_invoke(
@@ -126,32 +144,54 @@ async def serve_invoke(
         return
     prepare(call)
     result = await pipeline(call)
-    await send_result(send, result, call.verb)
+    await send_result(send, result, call.verb, scope, receive)
 
 
-async def send_result(send: Send, result: Result, verb: str) -> None:
+async def send_result(send: Send, result: Result, verb: str, scope: Scope, receive: Receive) -> None:
     """Write a Result as an HTTP response; errors become Dapr's JSON error body."""
     if result.error is not None:
         await send_error(send, result.error)
         return
     headers = [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        (k.lower().encode(*HEADER_CODEC), v.encode(*HEADER_CODEC))
         for k, v in result.headers.items()
         if k.lower() != "content-length"
     ]
     body = result.body
     if isinstance(body, bytes):
-        declared = result.headers.get("content-length") if verb == "HEAD" else None
-        headers.append((b"content-length", (declared or str(len(body))).encode()))
+        if not bodiless(verb, result.status):
+            headers.append((b"content-length", str(len(body)).encode()))
+        elif (declared := result.headers.get("content-length")) is not None:
+            headers.append((b"content-length", declared.encode()))
         await send({"type": "http.response.start", "status": result.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return
     if body.length is not None:
         headers.append((b"content-length", str(body.length).encode()))
     await send({"type": "http.response.start", "status": result.status, "headers": headers})
-    async for chunk in iterate(body):
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+    await _send_stream(send, body, scope, receive)
+
+
+async def _send_stream(send: Send, body: Stream, scope: Scope, receive: Receive) -> None:
+    """Relay a streamed body, stopping (and closing the upstream) if the client goes away.
+
+    uvicorn drops writes to a closed connection silently, so without watching for the
+    disconnect the sidecar would keep pulling an endless upstream for nobody.
+    """
+    gone = asyncio.ensure_future(_until_disconnect(receive)) if scope.get(BODY_READ) else None
+    chunks = body.__aiter__()
+    try:
+        async for chunk in chunks:
+            if gone is not None and gone.done():
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        if gone is not None:
+            gone.cancel()
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 async def send_error(send: Send, error: CallError) -> None:

@@ -21,6 +21,8 @@ from .asgi import Receive, Scope, Send, send_error, serve_invoke
 from .invoke_path import INVOKE_PREFIX, parse_invoke_path
 
 APP_ID_HEADER = b"dapr-app-id"
+ANY_VERB = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+"""Control routes take every verb and answer the wrong ones with Dapr's error shape."""
 
 
 class SidecarView(Protocol):
@@ -46,10 +48,9 @@ class AppApi:
         if scope["type"] != "http":
             await self.router(scope, receive, send)
             return
-        path: str = scope["path"]
-        raw: bytes = scope.get("raw_path") or path.encode()
+        raw: bytes = scope.get("raw_path") or scope["path"].encode()
         locate: Callable[[], tuple[str, str]]
-        if path.startswith(INVOKE_PREFIX):
+        if raw.startswith(INVOKE_PREFIX):
             locate = partial(parse_invoke_path, raw)
         else:
             header = next((v for k, v in scope["headers"] if k == APP_ID_HEADER), None)
@@ -93,13 +94,35 @@ def control_routes(sidecar: SidecarView) -> Router:
         )
 
     routes: list[Route] = [
-        Route("/v1.0/healthz", healthz, methods=["GET"]),
-        Route("/v1.0/healthz/outbound", healthz_outbound, methods=["GET"]),
-        Route("/v1.0/metadata", metadata, methods=["GET"]),
-        Route("/v1.0/shutdown", shutdown, methods=["POST"]),
+        Route("/v1.0/healthz", _only("GET", healthz), methods=ANY_VERB),
+        Route("/v1.0/healthz/outbound", _only("GET", healthz_outbound), methods=ANY_VERB),
+        Route("/v1.0/metadata", _only("GET", metadata), methods=ANY_VERB),
+        Route("/v1.0/shutdown", _only("POST", shutdown), methods=ANY_VERB),
     ]
     default: Callable[[Scope, Receive, Send], Awaitable[None]] = not_found
     return Router(routes=routes, default=default)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _only(verb: str, endpoint: Endpoint) -> Endpoint:
+    """Answer other verbs with 405 in Dapr's error shape (Starlette's own is plain text)."""
+    allowed = {verb, "HEAD"} if verb == "GET" else {verb}
+
+    async def checked(request: Request) -> Response:
+        if request.method not in allowed:
+            error = CallError(
+                "ERR_METHOD_NOT_ALLOWED",
+                f"{request.method} is not allowed on {request.url.path}; use {verb}",
+                405,
+            )
+            return JSONResponse(
+                error.to_json(), status_code=405, headers={"allow": ", ".join(sorted(allowed))}
+            )
+        return await endpoint(request)
+
+    return checked
 
 
 def _error(error: CallError) -> Response:

@@ -6,13 +6,14 @@ from urllib.parse import unquote
 
 from outrig.middleware import CallError
 
-INVOKE_PREFIX = "/v1.0/invoke/"
-_PREFIX = INVOKE_PREFIX.encode()
+INVOKE_PREFIX = b"/v1.0/invoke/"
+_PREFIX = INVOKE_PREFIX
 _METHOD = b"/method/"
 
 
 def parse_invoke_path(raw_path: bytes) -> tuple[str, str]:
-    """(app id, method) from a raw invoke path; the method keeps its percent-encoding."""
+    """(app id, method) from a raw invoke path (as sent, before percent-decoding, which is
+    also what callers test INVOKE_PREFIX against); the method keeps its percent-encoding."""
     rest = raw_path[len(_PREFIX) :]
     cut = rest.find(_METHOD)
     if cut <= 0:

@@ -7,7 +7,7 @@ from opentelemetry import trace
 from outrig.middleware import Call, CallError, Hop, Pipeline, Result
 
 from ..nameresolution import NameResolver
-from ..transport import HttpTransport
+from ..transport import ConnectFailedError, HttpTransport
 
 INVOKE_ROUTE = "/v1.0/invoke/{appId}/method/{method}"
 CALLER_HEADER = "dapr-caller-app-id"
@@ -81,6 +81,15 @@ class PeerChannel:
         self.transport = transport
 
     async def __call__(self, call: Call) -> Result:
+        try:
+            return await self._send(call)
+        except ConnectFailedError:
+            # Nothing was sent: the entry was stale (a sidecar that just died). Rescan
+            # and try once more, on another instance or with "couldn't find service".
+            self.resolver.forget(call.target)
+            return await self._send(call)
+
+    async def _send(self, call: Call) -> Result:
         address = self.resolver.resolve(call.target)
         if address is None:
             raise CallError(
@@ -91,14 +100,9 @@ class PeerChannel:
             )
         path = invoke_path(call.target, call.subject)
         _record_peer(address.host, address.port, path)
+        failure = f"{_failure(call.target)}: sidecar of {call.target} at {address.host}:{address.port}"
         try:
-            return await self.transport.send(
-                address.host,
-                address.port,
-                path,
-                call,
-                f"{_failure(call.target)}: sidecar of {call.target} at {address.host}:{address.port}",
-            )
+            return await self.transport.send(address.host, address.port, path, call, failure)
         except CallError:
             self.resolver.forget(call.target)
             raise

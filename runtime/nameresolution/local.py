@@ -1,8 +1,10 @@
 """Name resolution through files in the outrig home folder, for sidecars on one machine.
 
-Each sidecar writes `registry/<app-id>/<pid>.json` with its internal address once its app
-is ready, and removes it on stop. A file whose process is gone is ignored and cleaned up,
-so a crashed sidecar never attracts traffic. Lookups are cached for a second.
+Each sidecar writes `registry/<app-id>/<pid>.json` with its internal address, its pid
+and its process start time once its app is ready, and removes it on stop. An entry whose
+process is gone (or whose pid now belongs to another process: the start time differs) is
+ignored and deleted. Lookups are cached for a second; a caller that finds an address
+refusing connections calls `forget` and resolves again, which rescans.
 """
 
 from __future__ import annotations
@@ -18,7 +20,19 @@ from .base import Address
 CACHE_SECONDS = 1.0
 
 
-def _alive(pid: int) -> bool:
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    if Path("/proc/self/stat").exists():
+        now = process_start(pid)
+        return now is not None and (started is None or now == started)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -39,7 +53,9 @@ class LocalResolver:
         folder.mkdir(parents=True, exist_ok=True)
         entry = folder / f"{os.getpid()}.json"
         tmp = entry.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"host": address.host, "port": address.port, "pid": os.getpid()}))
+        pid = os.getpid()
+        entry_data = {"host": address.host, "port": address.port, "pid": pid, "started": process_start(pid)}
+        tmp.write_text(json.dumps(entry_data))
         tmp.replace(entry)
         self._mine = entry
 
@@ -69,10 +85,11 @@ class LocalResolver:
             try:
                 data = json.loads(entry.read_text())
                 pid = int(data["pid"])
+                started = data.get("started")
                 address = Address(str(data["host"]), int(data["port"]))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            if _alive(pid):
+            if _alive(pid, None if started is None else int(started)):
                 found.append(address)
             else:
                 entry.unlink(missing_ok=True)

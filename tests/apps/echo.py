@@ -3,11 +3,15 @@
 Run: python echo.py PORT. Routes:
 - /status/{code}: answers `code` with a small body and an `x-echo-status` header;
 - /big?size=N: streams N bytes of b"x";
+- /unicode: a response header with non-ASCII text;
+- /declared/{code}?length=N: status `code`, no body, `Content-Length: N`;
+- /endless: streams until the reader leaves; /active: how many such streams are open;
 - anything else: JSON of method, path, query, headers, body length and sha256.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sys
@@ -18,6 +22,39 @@ from aiohttp import web
 async def status(request: web.Request) -> web.Response:
     code = int(request.match_info["code"])
     return web.Response(status=code, text=f"status {code} from app", headers={"x-echo-status": str(code)})
+
+
+async def unicode_header(request: web.Request) -> web.Response:
+    return web.Response(text="ok", headers={"x-euro": "€ and café"})
+
+
+async def declared(request: web.Request) -> web.Response:
+    """A bodiless answer (HEAD, 204, 304) declaring a Content-Length, as caches do."""
+    code = int(request.match_info["code"])
+    response = web.Response(status=code)
+    response.headers["Content-Length"] = request.query.get("length", "0")
+    return response
+
+
+ACTIVE_STREAMS = 0
+
+
+async def endless(request: web.Request) -> web.StreamResponse:
+    """Streams until the reader goes away; /active says how many such streams are open."""
+    global ACTIVE_STREAMS
+    response = web.StreamResponse()
+    await response.prepare(request)
+    ACTIVE_STREAMS += 1
+    try:
+        while True:
+            await response.write(b"y" * 16384)
+            await asyncio.sleep(0.01)
+    finally:
+        ACTIVE_STREAMS -= 1
+
+
+async def active(request: web.Request) -> web.Response:
+    return web.Response(text=str(ACTIVE_STREAMS))
 
 
 async def big(request: web.Request) -> web.StreamResponse:
@@ -60,6 +97,10 @@ def main() -> None:
     app = web.Application(client_max_size=1 << 30)
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_get("/big", big)
+    app.router.add_get("/unicode", unicode_header)
+    app.router.add_route("*", "/declared/{code}", declared)
+    app.router.add_get("/endless", endless)
+    app.router.add_get("/active", active)
     app.router.add_route("*", "/{tail:.*}", echo)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 

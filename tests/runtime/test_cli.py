@@ -36,7 +36,7 @@ def test_app_gets_ports_and_id_and_its_exit_code_is_outrigs(procs: Processes, tm
     assert sidecar.proc.wait(30) == 7
     http_port, grpc_port, app_id = report.read_text().splitlines()[0].split(",")
     assert (int(http_port), app_id) == (sidecar.http_port, "exiter")
-    assert int(grpc_port) > 0
+    assert int(grpc_port) == sidecar.grpc_port
     assert f"outrig: 'exiter' ready, Dapr HTTP API on 127.0.0.1:{sidecar.http_port}" in sidecar.output()
 
 
@@ -62,6 +62,27 @@ def test_sidecar_alone_waits_for_its_app_port_then_stops_on_sigterm(procs: Proce
     procs.wait_healthy(sidecar)
     sidecar.proc.send_signal(signal.SIGTERM)
     assert sidecar.proc.wait(15) == 0
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "shutdown API"])
+def test_a_sidecar_waiting_for_its_app_can_be_stopped(procs: Processes, how: str) -> None:
+    sidecar = procs.sidecar("never", app_port=free_port(), wait=False)
+    procs.wait_for_port(sidecar.http_port, sidecar.proc)
+    if how == "shutdown API":
+        assert httpx.post(sidecar.url("/v1.0/shutdown")).status_code == 204
+    else:
+        sidecar.proc.send_signal(getattr(signal, how))
+    assert sidecar.proc.wait(15) == 0
+
+
+def test_signals_reach_an_app_started_through_a_shell(procs: Processes, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    shell = f"{sys.executable} {EXITS_APP} {report} wait; echo shell-went-on > {tmp_path / 'after'}"
+    sidecar = procs.sidecar("shelled", app_port=free_port(), app_command=["sh", "-c", shell])
+    sidecar.proc.send_signal(signal.SIGTERM)
+    sidecar.proc.wait(20)
+    assert f"signal {int(signal.SIGTERM)}" in report.read_text(), "the app behind sh -c got the signal"
+    assert not (tmp_path / "after").exists(), "the shell itself was stopped too"
 
 
 def test_an_app_that_dies_before_listening_ends_outrig_with_its_code(

@@ -10,31 +10,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.runtime.conftest import Mesh
 from tests.support import Processes, peak_rss_kib
 
 VERBS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 MB = 1 << 20
-
-
-class Mesh:
-    def __init__(self, procs: Processes) -> None:
-        self.procs = procs
-        self.a = procs.sidecar_with_echo("app-a")
-        self.b = procs.sidecar_with_echo("app-b")
-        self.client = httpx.Client(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    root = tmp_path_factory.mktemp("mesh")
-    (root / "home").mkdir()
-    procs = Processes(home=root / "home", workdir=root)
-    try:
-        mesh = Mesh(procs)
-        yield mesh
-        mesh.client.close()
-    finally:
-        procs.stop_all()
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -50,6 +30,7 @@ def test_every_verb_reaches_app_b_with_headers_query_and_body(mesh: Mesh, verb: 
     assert reply.headers["x-echo"] == "yes"
     if verb == "HEAD":
         assert reply.content == b""
+        assert int(reply.headers["content-length"]) > 0  # the app's declared length, kept
         return
     seen = reply.json()
     assert seen["method"] == verb
@@ -60,6 +41,12 @@ def test_every_verb_reaches_app_b_with_headers_query_and_body(mesh: Mesh, verb: 
     assert seen["headers"]["dapr-callee-app-id"] == "app-b"
     assert seen["body_length"] == len(body)
     assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_head_keeps_the_length_the_app_declares(mesh: Mesh) -> None:
+    reply = mesh.client.head(mesh.a.invoke_url("app-b", "big?size=5000"))
+    assert reply.status_code == 200
+    assert reply.headers["content-length"] == "5000"
 
 
 @pytest.mark.parametrize("status", [200, 404, 500, 503])
@@ -185,6 +172,8 @@ def test_dead_sidecar_is_no_longer_resolved(procs: Processes) -> None:
     reply = httpx.get(a.invoke_url("gone", "ping"), timeout=10)
     assert reply.status_code == 500
     assert reply.json()["errorCode"] == "ERR_DIRECT_INVOKE"
+    assert "couldn't find service: gone" in reply.json()["message"]
+    assert not list((procs.home / "registry" / "gone").glob("*.json")), "the dead entry is removed"
 
 
 def test_shutdown_api_stops_the_sidecar(procs: Processes) -> None:

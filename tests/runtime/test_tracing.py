@@ -107,6 +107,7 @@ def test_a_call_without_trace_context_starts_a_trace_and_errors_are_marked(procs
         spans_seen = store.spans(ids[0]) if ids else []
         store.close()
         time.sleep(0.1)
+    assert len(spans_seen) == 4
     root = next(s for s in spans_seen if s.parent_id is None)
     assert root.service == "front" and root.kind == "SERVER"
     assert all(s.status == "ERROR" for s in spans_seen)
@@ -146,8 +147,11 @@ def test_unreachable_collector_never_fails_requests_or_blocks_exit(procs: Proces
         for _ in range(50):
             assert client.get(a.invoke_url("back", "x")).status_code == 200
     for sidecar in (a, b):
+        started = time.monotonic()
         sidecar.proc.terminate()
         assert sidecar.proc.wait(10) == 0
+        # The agent gets at most 3 s to export; the rest is process teardown.
+        assert time.monotonic() - started < 6, "a dead collector held up the sidecar's exit"
 
 
 def test_the_sidecar_keeps_serving_when_its_telemetry_agent_dies(procs: Processes) -> None:
@@ -167,3 +171,23 @@ def test_the_sidecar_keeps_serving_when_its_telemetry_agent_dies(procs: Processe
     assert "telemetry agent is gone" in a.output()
     a.proc.terminate()
     assert a.proc.wait(10) == 0
+
+
+def test_ctrl_c_to_the_whole_process_group_keeps_the_last_spans(procs: Processes) -> None:
+    a = procs.sidecar_with_echo("front", new_session=True)
+    procs.sidecar_with_echo("back")
+    with httpx.Client() as client:
+        for _ in range(40):
+            assert client.get(a.invoke_url("back", "x")).status_code == 200
+    os.killpg(a.proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to its foreground group
+    assert a.proc.wait(10) == 0
+    deadline = time.monotonic() + 10
+    count = 0
+    while time.monotonic() < deadline:
+        store = TraceStore(trace_store_path(procs.home))
+        count = store._conn.execute("SELECT COUNT(*) FROM spans WHERE service = 'front'").fetchone()[0]
+        store.close()
+        if count >= 80:
+            break
+        time.sleep(0.1)
+    assert count == 80, "every span of sidecar A (2 per call) reached the store"
