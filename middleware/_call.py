@@ -41,6 +41,8 @@ class Hop(enum.StrEnum):
     """Sidecar -> sidecar, handled by the callee's sidecar."""
     APP_CHANNEL = "app-channel"
     """Sidecar -> its own app (invocations and deliveries)."""
+    COMPONENT = "component"
+    """Sidecar -> one of its components (a state store, a broker)."""
 
 
 @dataclass(slots=True)
@@ -66,6 +68,9 @@ class Call:
     query: str = ""
     caller: str | None = None
     """The calling app id, once known (from the peer sidecar or, later, its mTLS identity)."""
+    request: Any = None
+    """The parsed request of building blocks other than invocation (for state, the items
+    to save or the keys to read), the same whichever API (HTTP, gRPC) it came in by."""
     attributes: dict[str, Any] = field(default_factory=dict)
     """Facts about this call recorded on its span (semantic-convention names), set by the
     adapter and by middleware before the tracing layer starts the span."""
@@ -85,6 +90,8 @@ class Result:
     headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
     body: Body = b""
     error: CallError | None = None
+    value: Any = None
+    """The answer of building blocks other than invocation, before an adapter renders it."""
 
     async def read(self) -> bytes:
         """Drain a streamed body into bytes (and keep it)."""

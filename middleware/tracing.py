@@ -15,7 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from ._call import Call, Next, Result, Stream
+from ._call import Call, Hop, Next, Result, Stream
 from ._errors import CallError
 
 ATTR_OPERATION = "outrig.operation"
@@ -51,7 +51,8 @@ class _Tracing:
         attributes[ATTR_TARGET] = call.target
         attributes[ATTR_HOP] = call.hop.value
         attributes[ATTR_DAPR_NAME] = _dapr_name(call)
-        attributes["http.request.method"] = call.verb
+        if call.hop is not Hop.COMPONENT:
+            attributes["http.request.method"] = call.verb
         return self.tracer.start_span(name, context=parent, kind=self.kind, attributes=attributes)
 
     def _is_error(self, status: int) -> bool:
@@ -127,7 +128,8 @@ class ServerTracing(_Tracing):
 class ClientTracing(_Tracing):
     """A CLIENT span for an outbound hop, whose context is injected into the call's metadata.
 
-    The span is named `{verb} {url.template}` when the route is a template, else `{verb}`.
+    The span is named `{verb} {url.template}` when the route is a template, else `{verb}`;
+    a call to a component is named `{db.operation.name} {store}` (database conventions).
     """
 
     kind = SpanKind.CLIENT
@@ -136,7 +138,10 @@ class ClientTracing(_Tracing):
         return status >= 400
 
     async def __call__(self, call: Call, call_next: Next) -> Result:
-        name = f"{call.verb} {call.route}" if call.route else call.verb
+        if call.hop is Hop.COMPONENT:
+            name = f"{call.attributes.get('db.operation.name', call.operation)} {call.target}"
+        else:
+            name = f"{call.verb} {call.route}" if call.route else call.verb
         span = self._start(call, name, None)
         propagate.inject(call.metadata, context=trace.set_span_in_context(span))
         return await self._run(span, None, call, call_next)

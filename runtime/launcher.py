@@ -56,18 +56,32 @@ def _signal_group(child: asyncio.subprocess.Process, sig: int) -> None:
 
 
 async def run(options: SidecarOptions, resources: Resources, command: Sequence[str]) -> int:
-    sidecar = Sidecar(options, resources)
     loop = asyncio.get_running_loop()
     child: asyncio.subprocess.Process | None = None
+    sidecar: Sidecar | None = None
+    stop_early = False
 
     def on_signal(sig: signal.Signals) -> None:
+        nonlocal stop_early
         if child is not None and child.returncode is None:
             _signal_group(child, sig)
-        else:
+        elif sidecar is not None:
             sidecar.request_shutdown()
+        else:
+            stop_early = True
 
+    # Handlers first: the API port is bound while the sidecar is built, and a signal sent
+    # as soon as it accepts connections must stop us cleanly, not kill us.
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        sidecar = Sidecar(options, resources)
+    except BaseException:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        raise
+    if stop_early:
+        sidecar.request_shutdown()
     try:
         await sidecar.start()
         if command:

@@ -9,7 +9,9 @@ import os
 import time
 from typing import Any
 
-from outrig.middleware import Call, CallError, ErrorMapping, Middleware, Pipeline, Result
+from opentelemetry.trace import Tracer
+
+from outrig.middleware import Call, CallError, ErrorMapping, Middleware, Next, Pipeline, Result
 from outrig.middleware.tracing import ClientTracing, ServerTracing
 from outrig.telemetry import TracingSettings, build_tracer_provider, shutdown_provider, trace_store_path
 from outrig.telemetry.tracing import install, otlp_from_environment
@@ -17,16 +19,19 @@ from outrig.telemetry.tracing import install, otlp_from_environment
 from . import envvars
 from .api.http import AppApi
 from .blocks import AppChannel, InvokeBlock, PeerChannel
+from .blocks.state import StateBlock, StoreEndpoint, StoreEntry, key_prefix
+from .components.state import STORE_TYPES
 from .internal import PeerApi
 from .nameresolution import Address, LocalResolver
 from .options import SidecarOptions
-from .resources import Resources, configured_handlers
-from .servers import AsgiServer, bind
+from .resources import Component, Resources, configured_handlers
+from .servers import AsgiServer, StartupError, bind
 from .transport import HttpTransport
 
 log = logging.getLogger("outrig.sidecar")
 
 VERSION = "0.1.0"
+DEFAULT_STATE_STORE = "statestore"
 PEER_KEEPALIVE = 30.0
 
 
@@ -71,13 +76,39 @@ class Sidecar:
             AppChannel(self.app_id, options.app_host, options.app_port, self.transport),
         )
         self.inbound = Pipeline([*outer, *self.http_handlers], self._dispatch)
-        self.blocks = {"invoke": InvokeBlock(self.app_id, peer_out, app_out)}
+        self.state_stores = self._state_stores(tracer)
+        self.blocks: dict[str, Next] = {
+            "invoke": InvokeBlock(self.app_id, peer_out, app_out),
+            "state": StateBlock(self.state_stores),
+        }
 
         self.api_server = AsgiServer(AppApi(self.inbound, self), self._api_socket)
         self.peer_server = AsgiServer(PeerApi(self.inbound), self._peer_socket, keepalive=PEER_KEEPALIVE)
         self._app_ready = options.app_port is None
         self._outbound_ready = False
         self._shutdown = asyncio.Event()
+
+    def _state_stores(self, tracer: Tracer) -> dict[str, StoreEntry]:
+        """The configured state stores, or the embedded default `statestore` (SQLite in the
+        outrig home, shared by the sidecars of this machine, keys prefixed by app id)."""
+        configured = [c for c in self.resources.components if c.type in STORE_TYPES]
+        specs: list[tuple[str, str, dict[str, Any], Component | None]] = [
+            (c.name, c.type, c.resource.settings(), c) for c in configured
+        ]
+        if not specs:
+            specs = [(DEFAULT_STATE_STORE, "state.sqlite", {}, None)]
+        entries = {}
+        for name, type_name, settings, component in specs:
+            try:
+                prefix = key_prefix(settings.get("keyPrefix"), self.app_id, name)
+                store = STORE_TYPES[type_name].create(name, settings, self.options.home)
+            except (ValueError, OSError) as exc:
+                if component is None:
+                    raise StartupError(f"cannot open the default state store: {exc}") from None
+                raise component.document.error(("spec", "metadata"), str(exc)) from None
+            pipeline = Pipeline([ClientTracing(tracer)], StoreEndpoint(store))
+            entries[name] = StoreEntry(name, store, pipeline, prefix)
+        return entries
 
     async def _dispatch(self, call: Call) -> Result:
         block = self.blocks.get(call.block)
@@ -107,6 +138,16 @@ class Sidecar:
             "components": [
                 {"name": c.name, "type": c.type, "version": c.resource.spec.version, "capabilities": []}
                 for c in self.resources.components
+                if c.type not in STORE_TYPES
+            ]
+            + [
+                {
+                    "name": name,
+                    "type": f"state.{entry.store.db_system}",
+                    "version": "v1",
+                    "capabilities": sorted(entry.store.features),
+                }
+                for name, entry in self.state_stores.items()
             ],
             "httpEndpoints": [],
             "subscriptions": [],
@@ -177,4 +218,6 @@ class Sidecar:
         await self.peer_server.stop()
         await self.transport.close()
         await self.peer_transport.close()
+        for entry in self.state_stores.values():
+            await entry.store.close()
         await asyncio.get_running_loop().run_in_executor(None, shutdown_provider, self.tracer_provider)

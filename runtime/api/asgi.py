@@ -39,6 +39,8 @@ async def request_call(
     target: str,
     subject: str,
     route: str,
+    block: str = "invoke",
+    operation: str = "invoke",
 ) -> Call:
     """Build the Call for an HTTP request; the body is read whole only when it is small."""
     metadata: CIMultiDict[str] = CIMultiDict()
@@ -83,8 +85,8 @@ async def request_call(
     if client:
         attributes["client.address"] = client[0]
     return Call(
-        block="invoke",
-        operation="invoke",
+        block=block,
+        operation=operation,
         target=target,
         subject=subject,
         hop=hop,

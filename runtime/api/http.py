@@ -19,6 +19,7 @@ from outrig.middleware import Call, CallError, Hop, Pipeline
 from ..blocks.invoke import IDENTITY_HEADERS
 from .asgi import Receive, Scope, Send, send_error, serve_invoke
 from .invoke_path import INVOKE_PREFIX, parse_invoke_path
+from .state_http import STATE_PREFIX, StateApi
 
 APP_ID_HEADER = b"dapr-app-id"
 ANY_VERB = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -42,6 +43,7 @@ class SidecarView(Protocol):
 class AppApi:
     def __init__(self, pipeline: Pipeline, sidecar: SidecarView) -> None:
         self.pipeline = pipeline
+        self.state = StateApi(pipeline)
         self.router = control_routes(sidecar)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -52,6 +54,9 @@ class AppApi:
         locate: Callable[[], tuple[str, str]]
         if raw.startswith(INVOKE_PREFIX):
             locate = partial(parse_invoke_path, raw)
+        elif raw.startswith(STATE_PREFIX):
+            await self.state(scope, receive, send)
+            return
         else:
             header = next((v for k, v in scope["headers"] if k == APP_ID_HEADER), None)
             if header is None:

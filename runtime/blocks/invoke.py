@@ -58,19 +58,10 @@ class InvokeBlock:
 def _next_hop(call: Call, hop: Hop, route: str, attributes: dict[str, object]) -> Call:
     """The same call for the next hop: same payload and metadata, its own span attributes."""
     return Call(
-        call.block,
-        call.operation,
-        call.target,
-        call.subject,
-        hop,
-        route,
-        call.metadata,
-        call.body,
-        call.verb,
-        call.query,
-        call.caller,
-        attributes,
-    )
+        block=call.block, operation=call.operation, target=call.target, subject=call.subject, hop=hop,
+        route=route, metadata=call.metadata, body=call.body, verb=call.verb, query=call.query,
+        caller=call.caller, attributes=attributes,
+    )  # fmt: skip
 
 
 class PeerChannel:

@@ -12,6 +12,7 @@ import pydantic
 
 from outrig.middleware import Middleware, PluginError, plugins
 
+from ..components.state import STORE_TYPES
 from .documents import Document, ResourceError, read_documents
 from .models import ComponentResource, ConfigurationResource, PipelineSpec
 
@@ -100,12 +101,13 @@ def _add(resources: Resources, doc: Document, app_id: str) -> None:
                 component.metadata.name,
                 hint="component names must be unique",
             )
-        if not component.spec.type.startswith(MIDDLEWARE_PREFIX):
+        if not component.spec.type.startswith(MIDDLEWARE_PREFIX) and component.spec.type not in STORE_TYPES:
+            supported = ", ".join(["middleware.*", *sorted(STORE_TYPES)])
             raise doc.error(
                 ("spec", "type"),
                 "component type not supported by this outrig version",
                 component.spec.type,
-                hint="supported: middleware.* (see README: building blocks)",
+                hint=f"supported: {supported} (see README: what works today)",
             )
         resources.components.append(Component(component, doc))
     elif doc.kind == "Configuration":

@@ -91,7 +91,7 @@ def test_configured_handlers_run_on_each_hop_in_declared_order(procs: Processes,
     # On the way back the same handlers unwind, innermost first.
     assert reply.headers.get_list("x-trail-back") == ["b-app", "b2", "b1", "a2", "a1"]
     meta = httpx.get(b.url("/v1.0/metadata")).json()
-    assert {c["name"] for c in meta["components"]} == {"one", "two", "to-app", "shout"}
+    assert {c["name"] for c in meta["components"]} == {"one", "two", "to-app", "shout", "statestore"}
 
 
 def start_failure(tmp_path: Path, *args: str) -> str:

@@ -1,0 +1,102 @@
+"""`state.sqlite`: a durable store in one SQLite file that sidecars on a machine can share.
+
+The embedded default: with no state component configured, `statestore` is this store at
+`$OUTRIG_HOME/state.db`. Calls run on one worker thread per store (SQLite releases the
+GIL while it works), and each write batch is one `BEGIN IMMEDIATE` transaction, so etag
+checks and writes are atomic even between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .base import Delete, EtagMismatchError, Operation, StateError, Stored, Upsert, etag_allows, settings
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    etag TEXT NOT NULL,
+    expires_at REAL
+)
+"""
+
+
+class SqliteStore:
+    db_system = "sqlite"
+    features = frozenset({"ETAG", "TRANSACTIONAL", "TTL"})
+
+    def __init__(self, path: Path, busy_timeout: float = 10.0) -> None:
+        self.path = path
+        self.namespace = str(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"state-sqlite-{path.name}")
+        self._conn = sqlite3.connect(
+            path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(SCHEMA)
+
+    @classmethod
+    def create(cls, name: str, metadata: Mapping[str, Any], home: Path) -> SqliteStore:
+        return cls(Path(settings(metadata, "databasePath", str(home / "state.db"))).expanduser())
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        except sqlite3.Error as exc:
+            raise StateError(f"sqlite store {self.path}: {exc}") from exc
+
+    def _get(self, key: str) -> Stored | None:
+        row = self._conn.execute(
+            "SELECT value, etag FROM state WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (key, time.time()),
+        ).fetchone()
+        return None if row is None else Stored(key, bytes(row[0]), row[1])
+
+    async def get(self, key: str) -> Stored | None:
+        return await self._run(lambda: self._get(key))
+
+    async def bulk_get(self, keys: Sequence[str]) -> list[Stored | None]:
+        return await self._run(lambda: [self._get(key) for key in keys])
+
+    def _apply(self, operations: Sequence[Operation], atomic: bool) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in operations:
+                current = self._get(op.key)
+                if op.checks_etag and not etag_allows(op, current.etag if current else None):
+                    raise EtagMismatchError(f"etag mismatch for key {op.key!r}")
+                if isinstance(op, Upsert):
+                    expires = time.time() + op.ttl_seconds if op.ttl_seconds and op.ttl_seconds > 0 else None
+                    conn.execute(
+                        "INSERT OR REPLACE INTO state (key, value, etag, expires_at) VALUES (?, ?, ?, ?)",
+                        (op.key, op.value, secrets.token_hex(8), expires),
+                    )
+                elif isinstance(op, Delete):
+                    conn.execute("DELETE FROM state WHERE key = ?", (op.key,))
+                if not atomic:
+                    conn.execute("COMMIT")
+                    conn.execute("BEGIN IMMEDIATE")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def apply(self, operations: Sequence[Operation], *, atomic: bool) -> None:
+        await self._run(lambda: self._apply(operations, atomic))
+
+    async def close(self) -> None:
+        await self._run(self._conn.close)
+        self._executor.shutdown(wait=True)
