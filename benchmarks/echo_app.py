@@ -38,14 +38,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def serve(asgi_app: Any, port: int, **options: Any) -> None:
+    """uvicorn as the sidecar runs it (httptools, uvloop), quiet, no lifespan."""
+    uvicorn.run(asgi_app, host="127.0.0.1", port=port, http="httptools", loop="uvloop",
+                log_level="warning", access_log=False, lifespan="off", **options)  # fmt: skip
+
+
 if __name__ == "__main__":
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(sys.argv[1]),
-        http="httptools",
-        loop="uvloop",
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
+    serve(app, int(sys.argv[1]))

@@ -12,9 +12,8 @@ import sys
 from typing import Any
 
 import aiohttp
-import uvicorn
 import yarl
-from echo_app import read_body  # same folder: scripts run from benchmarks/
+from echo_app import read_body, serve  # same folder: scripts run from benchmarks/
 
 TARGET = int(sys.argv[2])
 _session: aiohttp.ClientSession | None = None
@@ -41,14 +40,4 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(sys.argv[1]),
-        http="httptools",
-        loop="uvloop",
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        proxy_headers=False,
-    )
+    serve(app, int(sys.argv[1]), proxy_headers=False)

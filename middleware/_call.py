@@ -27,6 +27,12 @@ class Stream:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.chunks.__aiter__()
 
+    async def aclose(self) -> None:
+        """Close the source (an upstream response, say) when the reader stops early."""
+        close = getattr(self.chunks, "aclose", None)
+        if close is not None:
+            await close()
+
 
 Body = bytes | Stream
 """A payload: bytes when small or already read, a `Stream` of chunks otherwise."""

@@ -97,15 +97,12 @@ def _finish_error(span: Span, code: str, message: str, status: int | None) -> No
 async def _end_after(span: Span, body: Stream) -> AsyncIterator[bytes]:
     """End the span when a streamed body has been sent (or abandoned), so its duration
     covers the body; closing this generator closes the upstream stream too."""
-    chunks = body.__aiter__()
     try:
-        async for chunk in chunks:
+        async for chunk in body:
             yield chunk
     finally:
         span.end()
-        close = getattr(chunks, "aclose", None)
-        if close is not None:
-            await close()
+        await body.aclose()
 
 
 class ServerTracing(_Tracing):

@@ -20,6 +20,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
+from .wire import span_to_row
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL,
@@ -104,42 +106,8 @@ def store_row(wire: tuple[Any, ...], service: str) -> Row:
     )
 
 
-def _row(span: ReadableSpan) -> Row:
-    ctx = span.get_span_context()
-    assert ctx is not None
-    parent = span.parent
-    service = span.resource.attributes.get("service.name", "unknown")
-    events = "[]"
-    if span.events:
-        events = json.dumps(
-            [
-                {"name": e.name, "time_ns": e.timestamp, "attributes": dict(e.attributes or {})}
-                for e in span.events
-            ],
-            default=str,
-        )
-    links = "[]"
-    if span.links:
-        links = json.dumps(
-            [
-                {"trace_id": f"{lk.context.trace_id:032x}", "span_id": f"{lk.context.span_id:016x}"}
-                for lk in span.links
-            ]
-        )
-    return (
-        f"{ctx.trace_id:032x}",
-        f"{ctx.span_id:016x}",
-        f"{parent.span_id:016x}" if parent is not None else None,
-        str(service),
-        span.name,
-        span.kind.name,
-        span.start_time or 0,
-        span.end_time or 0,
-        span.status.status_code.name,
-        json.dumps(dict(span.attributes or {}), default=str),
-        events,
-        links,
-    )
+def _service(span: ReadableSpan) -> str:
+    return str(span.resource.attributes.get("service.name", "unknown"))
 
 
 class TraceStoreExporter(SpanExporter):
@@ -162,7 +130,7 @@ class TraceStoreExporter(SpanExporter):
         self._since_prune = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.write([_row(span) for span in spans])
+        return self.write([store_row(span_to_row(span), _service(span)) for span in spans])
 
     def write(self, rows: Sequence[Row]) -> SpanExportResult:
         with self._lock:

@@ -181,9 +181,8 @@ async def _send_stream(send: Send, body: Stream, scope: Scope, receive: Receive)
     disconnect the sidecar would keep pulling an endless upstream for nobody.
     """
     gone = asyncio.ensure_future(_until_disconnect(receive)) if scope.get(BODY_READ) else None
-    chunks = body.__aiter__()
     try:
-        async for chunk in chunks:
+        async for chunk in body:
             if gone is not None and gone.done():
                 return
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -191,13 +190,16 @@ async def _send_stream(send: Send, body: Stream, scope: Scope, receive: Receive)
     finally:
         if gone is not None:
             gone.cancel()
-        close = getattr(chunks, "aclose", None)
-        if close is not None:
-            await close()
+        await body.aclose()
 
 
 async def send_error(send: Send, error: CallError) -> None:
     await send_json(send, error.status, error.to_json())
+
+
+async def send_empty(send: Send, status: int) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def send_json(send: Send, status: int, payload: object) -> None:

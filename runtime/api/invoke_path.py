@@ -7,14 +7,13 @@ from urllib.parse import unquote
 from outrig.middleware import CallError
 
 INVOKE_PREFIX = b"/v1.0/invoke/"
-_PREFIX = INVOKE_PREFIX
 _METHOD = b"/method/"
 
 
 def parse_invoke_path(raw_path: bytes) -> tuple[str, str]:
     """(app id, method) from a raw invoke path (as sent, before percent-decoding, which is
     also what callers test INVOKE_PREFIX against); the method keeps its percent-encoding."""
-    rest = raw_path[len(_PREFIX) :]
+    rest = raw_path[len(INVOKE_PREFIX) :]
     cut = rest.find(_METHOD)
     if cut <= 0:
         raise CallError(

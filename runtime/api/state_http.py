@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote
 
 from outrig.middleware import Call, CallError, Hop, Result
 
 from ..blocks.state import BulkGetRequest, GetRequest, WriteRequest, render_items
 from ..components.state import Delete, Operation, Stored, Upsert
-from .asgi import ClientDisconnectedError, Receive, Scope, Send, request_call, send_error, send_json
+from ..components.state.base import Concurrency
+from .asgi import (
+    ClientDisconnectedError,
+    Receive,
+    Scope,
+    Send,
+    request_call,
+    send_empty,
+    send_error,
+    send_json,
+)
 
 STATE_PREFIX = b"/v1.0/state/"
 ROUTE_STORE = "/v1.0/state/{storeName}"
@@ -38,10 +48,6 @@ def _json(body: bytes, what: str) -> Any:
         raise _bad(f"{what}: the body is not valid JSON ({exc})") from None
 
 
-def _query_metadata(call: Call) -> dict[str, str]:
-    return {k[len("metadata.") :]: v for k, v in parse_qsl(call.query) if k.startswith("metadata.")}
-
-
 def _ttl(metadata: Mapping[str, Any], where: str) -> int | None:
     raw = metadata.get("ttlInSeconds")
     if raw is None or raw == "":
@@ -52,11 +58,11 @@ def _ttl(metadata: Mapping[str, Any], where: str) -> int | None:
         raise _bad(f"{where}: metadata.ttlInSeconds must be a whole number of seconds, got {raw!r}") from None
 
 
-def _concurrency(options: Any, where: str) -> str | None:
+def _concurrency(options: Any, where: str) -> Concurrency:
     value = (options or {}).get("concurrency") or None
     if value not in (None, "first-write", "last-write"):
         raise _bad(f"{where}: options.concurrency must be first-write or last-write, got {value!r}")
-    return value
+    return cast(Concurrency, value)
 
 
 def _upsert(item: Any, where: str) -> Upsert:
@@ -71,7 +77,7 @@ def _upsert(item: Any, where: str) -> Upsert:
     metadata = item.get("metadata") or {}
     value = json.dumps(item.get("value"), separators=(",", ":"), ensure_ascii=False).encode()
     return Upsert(
-        key, value, etag or None, _concurrency(item.get("options"), where),  # type: ignore[arg-type]
+        key, value, etag or None, _concurrency(item.get("options"), where),
         _ttl(metadata, where), {str(k): str(v) for k, v in metadata.items()},
     )  # fmt: skip
 
@@ -79,7 +85,7 @@ def _upsert(item: Any, where: str) -> Upsert:
 def _delete(item: Any, where: str) -> Delete:
     if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
         raise _bad(f"{where}: field key is missing or not a non-empty string")
-    return Delete(item["key"], item.get("etag") or None, _concurrency(item.get("options"), where))  # type: ignore[arg-type]
+    return Delete(item["key"], item.get("etag") or None, _concurrency(item.get("options"), where))
 
 
 def _save_request(body: bytes) -> WriteRequest:
@@ -139,7 +145,7 @@ def _route(verb: str, key: str) -> Route:
     raise CallError("ERR_METHOD_NOT_ALLOWED", f"{verb} is not a state operation on this path", 405)
 
 
-def _query_concurrency(call: Call) -> Any:
+def _query_concurrency(call: Call) -> Concurrency:
     return _concurrency(dict(parse_qsl(call.query)), "delete state")
 
 
@@ -171,14 +177,12 @@ class StateApi:
         elif operation == "bulk_get":
             await send_json(send, 200, render_items(result.value))
         else:
-            await send({"type": "http.response.start", "status": 204, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+            await send_empty(send, 204)
 
 
 async def _send_value(send: Send, stored: Stored | None) -> None:
     if stored is None:
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+        await send_empty(send, 204)
         return
     headers = [
         (b"content-type", b"application/json"),

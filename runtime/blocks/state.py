@@ -55,9 +55,6 @@ class StoreEntry:
             )
         return f"{self.key_prefix}{KEY_SEPARATOR}{key}" if self.key_prefix else key
 
-    def short_key(self, full: str) -> str:
-        return full[len(self.key_prefix) + len(KEY_SEPARATOR) :] if self.key_prefix else full
-
 
 def key_prefix(mode: str | None, app_id: str, store_name: str) -> str:
     """Dapr's `keyPrefix` metadata: appid (default), name, none, or a custom prefix."""

@@ -3,7 +3,7 @@
 Semantics follow Dapr's (components-contrib conformance, state.go):
 - an etag given on a write must match the stored one, else `EtagMismatchError`;
 - `first-write` without an etag means "only if the key does not exist yet";
-- `last-write` ignores any etag given;
+- an explicit `last-write` ignores any etag given (unspecified concurrency checks it);
 - `ttl_seconds` > 0 expires the key; -1 or None keeps it for ever;
 - a transaction applies all of its operations or none.
 """
