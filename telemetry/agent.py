@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -90,6 +91,10 @@ def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s outrig-telemetry: %(message)s"
     )
+    # The sidecar decides when we stop, by closing the pipe: a signal meant for it (a
+    # SIGTERM to its group, a terminal's Ctrl-C) must not lose the last spans.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     run(json.loads(sys.argv[1]), sys.stdin.buffer)
 
 

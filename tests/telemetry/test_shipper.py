@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 from opentelemetry.sdk.resources import Resource
@@ -47,3 +48,22 @@ def test_spans_reach_the_store_through_the_agent(tmp_path: Path) -> None:
     rows = sqlite3.connect(store).execute("SELECT service, name FROM spans").fetchall()
     assert rows == [("svc", "outer")]
     assert shipper._agent.returncode == 0
+
+
+def test_the_agent_outlives_signals_and_stops_when_the_pipe_closes(tmp_path: Path) -> None:
+    store = tmp_path / "traces.db"
+    shipper = SpanShipper({"service": "svc", "store": str(store), "otlp": None})
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
+    provider.add_span_processor(shipper)
+    agent = shipper._agent
+
+    time.sleep(1)  # let the agent install its handlers
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        os.kill(agent.pid, sig)
+    with provider.get_tracer("test").start_as_current_span("after the signals"):
+        pass
+    time.sleep(0.2)
+    assert agent.poll() is None, "the agent is still running"
+    provider.shutdown()
+    assert agent.returncode == 0
+    assert sqlite3.connect(store).execute("SELECT name FROM spans").fetchall() == [("after the signals",)]
