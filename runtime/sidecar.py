@@ -107,7 +107,7 @@ class Sidecar:
                     raise StartupError(f"cannot open the default state store: {exc}") from None
                 raise component.document.error(("spec", "metadata"), str(exc)) from None
             pipeline = Pipeline([ClientTracing(tracer)], StoreEndpoint(store))
-            entries[name] = StoreEntry(name, store, pipeline, prefix)
+            entries[name] = StoreEntry(name, type_name, store, pipeline, prefix)
         return entries
 
     async def _dispatch(self, call: Call) -> Result:
@@ -143,7 +143,7 @@ class Sidecar:
             + [
                 {
                     "name": name,
-                    "type": f"state.{entry.store.db_system}",
+                    "type": entry.type,
                     "version": "v1",
                     "capabilities": sorted(entry.store.features),
                 }

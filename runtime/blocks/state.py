@@ -42,6 +42,8 @@ class WriteRequest:
 @dataclass
 class StoreEntry:
     name: str
+    type: str
+    """The Dapr type name it was configured with, e.g. `state.in-memory`."""
     store: StateStore
     pipeline: Pipeline
     key_prefix: str

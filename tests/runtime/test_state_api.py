@@ -100,7 +100,13 @@ def test_keys_are_prefixed_by_app_id_unless_the_store_says_otherwise(
             value: none
         """)
     )
+    (resources / "scratch.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: scratch\n"
+        "spec:\n  type: state.in-memory\n  version: v1\n"
+    )
     three = procs.sidecar("three", extra_args=["--resources-path", str(resources)])
+    types = {c["name"]: c["type"] for c in httpx.get(three.url("/v1.0/metadata")).json()["components"]}
+    assert types == {"shared": "state.sqlite", "scratch": "state.in-memory"}
     four = procs.sidecar("four", extra_args=["--resources-path", str(resources)])
     httpx.post(store_url(three, store="shared"), json=[{"key": "k", "value": "shared"}])
     assert httpx.get(store_url(four, "/k", store="shared")).json() == "shared"
