@@ -20,7 +20,7 @@ from . import envvars
 from .api.http import AppApi
 from .blocks import AppChannel, InvokeBlock, PeerChannel
 from .blocks.state import StateBlock, StoreEndpoint, StoreEntry, key_prefix
-from .components.state import STORE_TYPES
+from .components.state import STORE_TYPES, StateError
 from .internal import PeerApi
 from .nameresolution import Address, LocalResolver
 from .options import SidecarOptions
@@ -102,7 +102,7 @@ class Sidecar:
             try:
                 prefix = key_prefix(settings.get("keyPrefix"), self.app_id, name)
                 store = STORE_TYPES[type_name].create(name, settings, self.options.home)
-            except (ValueError, OSError) as exc:
+            except (ValueError, OSError, StateError) as exc:
                 if component is None:
                     raise StartupError(f"cannot open the default state store: {exc}") from None
                 raise component.document.error(("spec", "metadata"), str(exc)) from None

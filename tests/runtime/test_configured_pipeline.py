@@ -169,6 +169,19 @@ def test_bad_middleware_setting_names_component_field_and_value(tmp_path: Path) 
     assert "Component 'one'" in err and "no setting 'requestHeadr'" in err
 
 
+def test_a_state_store_that_cannot_open_names_the_component_and_the_file(tmp_path: Path) -> None:
+    resources = tmp_path / "res"
+    resources.mkdir()
+    (resources / "state.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: s\n"
+        "spec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: databasePath\n"
+        f"    value: {tmp_path}\n"
+    )
+    err = start_failure(tmp_path, "--resources-path", str(resources))
+    assert f"{resources / 'state.yaml'}:" in err and "Component 's'" in err
+    assert f"cannot open sqlite database {tmp_path}" in err
+
+
 def test_unsupported_component_type_is_refused_with_a_hint(tmp_path: Path) -> None:
     resources = tmp_path / "res"
     resources.mkdir()

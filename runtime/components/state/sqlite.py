@@ -39,13 +39,16 @@ class SqliteStore:
         self.path = path
         self.namespace = str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(
+                path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open sqlite database {path}: {exc}") from None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"state-sqlite-{path.name}")
-        self._conn = sqlite3.connect(
-            path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(SCHEMA)
 
     @classmethod
     def create(cls, name: str, metadata: Mapping[str, Any], home: Path) -> SqliteStore:
