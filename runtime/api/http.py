@@ -19,7 +19,7 @@ from outrig.middleware import Call, CallError, Hop, Pipeline
 from ..blocks.invoke import IDENTITY_HEADERS
 from .asgi import Receive, Scope, Send, send_error, serve_invoke
 from .invoke_path import INVOKE_PREFIX, parse_invoke_path
-from .state_http import STATE_PREFIX, StateApi
+from .state_http import ALPHA_STATE_PREFIX, STATE_PREFIX, StateApi
 
 APP_ID_HEADER = b"dapr-app-id"
 ANY_VERB = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -54,7 +54,7 @@ class AppApi:
         locate: Callable[[], tuple[str, str]]
         if raw.startswith(INVOKE_PREFIX):
             locate = partial(parse_invoke_path, raw)
-        elif raw.startswith(STATE_PREFIX):
+        elif raw.startswith(STATE_PREFIX) or raw.startswith(ALPHA_STATE_PREFIX):
             await self.state(scope, receive, send)
             return
         else:

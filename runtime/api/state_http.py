@@ -5,6 +5,8 @@ GET    /v1.0/state/{store}/{key}          one value, `ETag` header   -> 200, or 
 DELETE /v1.0/state/{store}/{key}          `If-Match` for the etag    -> 204
 POST   /v1.0/state/{store}/bulk           {"keys": [...]}            -> 200 [{key, data, etag}]
 POST   /v1.0/state/{store}/transaction    {"operations": [...]}      -> 204 (all or nothing)
+POST   /v1.0-alpha1/state/{store}/query   {filter, sort, page}       -> 200 {results, token}
+       (PUT too, as Dapr; 204 with no body when nothing matches, as Dapr's runtime does)
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from urllib.parse import parse_qsl, unquote
 
 from outrig.middleware import Call, CallError, Hop, Result
 
-from ..blocks.state import BulkGetRequest, GetRequest, WriteRequest, render_items
+from ..blocks.state import BulkGetRequest, GetRequest, QueryRequest, WriteRequest, render_items
 from ..components.state import Delete, Operation, Stored, Upsert
 from ..components.state.base import Concurrency
+from ..components.state.query import QueryError, QueryPage, parse_query
 from .asgi import (
     ClientDisconnectedError,
     Receive,
@@ -35,6 +38,8 @@ ROUTE_STORE = "/v1.0/state/{storeName}"
 ROUTE_KEY = "/v1.0/state/{storeName}/{key}"
 ROUTE_BULK = "/v1.0/state/{storeName}/bulk"
 ROUTE_TRANSACTION = "/v1.0/state/{storeName}/transaction"
+ALPHA_STATE_PREFIX = b"/v1.0-alpha1/state/"
+ROUTE_QUERY = "/v1.0-alpha1/state/{storeName}/query"
 
 
 def _bad(message: str) -> CallError:
@@ -121,7 +126,25 @@ def _bulk_request(body: bytes) -> BulkGetRequest:
     return BulkGetRequest(keys)
 
 
+def _query_request(body: bytes) -> QueryRequest:
+    try:
+        return QueryRequest(parse_query(_json(body, "query")))
+    except QueryError as exc:
+        raise _bad(str(exc)) from None
+
+
 Route = tuple[str, str, Callable[[Call, bytes], Any]]
+
+
+def _alpha_route(verb: str, key: str) -> Route:
+    """`/v1.0-alpha1/state/{store}/...`: only the query lives there."""
+    if key != "query":
+        raise CallError("ERR_NOT_FOUND", f"no alpha state API route {key!r}; the alpha API has /query", 404)
+    if verb not in ("POST", "PUT"):
+        raise CallError(
+            "ERR_METHOD_NOT_ALLOWED", f"{verb} is not allowed on a state query; use POST or PUT", 405
+        )
+    return "query", ROUTE_QUERY, lambda call, body: _query_request(body)
 
 
 def _route(verb: str, key: str) -> Route:
@@ -155,10 +178,12 @@ class StateApi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw: bytes = scope.get("raw_path") or scope["path"].encode()
-        store, _, key = raw[len(STATE_PREFIX) :].decode("latin-1").partition("/")
+        alpha = raw.startswith(ALPHA_STATE_PREFIX)
+        prefix = ALPHA_STATE_PREFIX if alpha else STATE_PREFIX
+        store, _, key = raw[len(prefix) :].decode("latin-1").partition("/")
         store, key = unquote(store), unquote(key)
         try:
-            operation, route, build = _route(scope["method"], key)
+            operation, route, build = (_alpha_route if alpha else _route)(scope["method"], key)
             call = await request_call(
                 scope, receive, hop=Hop.APP_API, target=store, subject=key, route=route,
                 block="state", operation=operation,
@@ -176,6 +201,8 @@ class StateApi:
             await _send_value(send, result.value)
         elif operation == "bulk_get":
             await send_json(send, 200, render_items(result.value))
+        elif operation == "query":
+            await _send_page(send, result.value)
         else:
             await send_empty(send, 204)
 
@@ -191,3 +218,15 @@ async def _send_value(send: Send, stored: Stored | None) -> None:
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": stored.value})
+
+
+async def _send_page(send: Send, page: QueryPage) -> None:
+    """Dapr's query response: `{results: [{key, data, etag}], token}`, token only when more
+    rows remain; no results is a 204 with no body, as Dapr's runtime answers."""
+    if not page.items:
+        await send_empty(send, 204)
+        return
+    body: dict[str, Any] = {"results": render_items([(item.key, item) for item in page.items])}
+    if page.token is not None:
+        body["token"] = page.token
+    await send_json(send, 200, body)

@@ -16,6 +16,7 @@ from typing import Any
 from outrig.middleware import Call, CallError, Hop, Pipeline, Result
 
 from ..components.state import Delete, EtagMismatchError, Operation, StateError, StateStore, Stored, Upsert
+from ..components.state.query import Query, supports_query
 
 KEY_SEPARATOR = "||"
 
@@ -37,6 +38,13 @@ class WriteRequest:
     operations: Sequence[Operation]
     atomic: bool = False
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """Dapr's alpha state query, already parsed and validated by the adapter."""
+
+    query: Query
 
 
 @dataclass
@@ -71,7 +79,7 @@ def key_prefix(mode: str | None, app_id: str, store_name: str) -> str:
     return mode
 
 
-_ERROR_CODES = {"get": "ERR_STATE_GET", "bulk_get": "ERR_STATE_BULK_GET"}
+_ERROR_CODES = {"get": "ERR_STATE_GET", "bulk_get": "ERR_STATE_BULK_GET", "query": "ERR_STATE_QUERY"}
 
 
 class StateBlock:
@@ -103,16 +111,26 @@ class StateBlock:
             name = "TRANSACTION" if request.atomic else ("DELETE" if call.operation == "delete" else "SET")
             await self._store_call(entry, call, "apply", name, "", (operations, request.atomic))
             return Result(204)
+        if isinstance(request, QueryRequest):
+            if not supports_query(entry.store):
+                able = (
+                    ", ".join(sorted(n for n, e in self.stores.items() if supports_query(e.store))) or "none"
+                )
+                raise CallError(
+                    "ERR_STATE_STORE_NOT_SUPPORTED",
+                    f"state store {entry.name} ({entry.type}) does not support querying"
+                    f" (configured stores that do: {able})",
+                    500,
+                )
+            prefix = f"{entry.key_prefix}{KEY_SEPARATOR}" if entry.key_prefix else ""
+            page = await self._store_call(entry, call, "query", "QUERY", "", (prefix, request.query))
+            return Result(200, value=page)
         raise CallError("ERR_MALFORMED_REQUEST", f"unknown state request {type(request).__name__}", 400)
 
     async def _store_call(
         self, entry: StoreEntry, call: Call, operation: str, db_operation: str, key: str, request: object
     ) -> Any:
-        attributes = {
-            "db.system.name": entry.store.db_system,
-            "db.operation.name": db_operation,
-            "db.namespace": entry.store.namespace,
-        }
+        attributes = {**entry.store.span_attributes, "db.operation.name": db_operation}
         outbound = Call(
             block="state", operation=operation, target=entry.name, subject=key, hop=Hop.COMPONENT,
             route="", metadata=call.metadata, request=request, attributes=attributes,
@@ -139,6 +157,11 @@ class StoreEndpoint:
                 return Result(200, value=await self.store.get(call.request))
             if call.operation == "bulk_get":
                 return Result(200, value=await self.store.bulk_get(call.request))
+            if call.operation == "query":
+                if not supports_query(self.store):  # the block checks first; this keeps the types honest
+                    raise StateError("this store does not support querying")
+                prefix, query = call.request
+                return Result(200, value=await self.store.query(prefix, query))
             operations, atomic = call.request
             await self.store.apply(operations, atomic=atomic)
             return Result(204)

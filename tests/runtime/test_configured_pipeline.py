@@ -191,3 +191,17 @@ def test_unsupported_component_type_is_refused_with_a_hint(tmp_path: Path) -> No
     )
     err = start_failure(tmp_path, "--resources-path", str(resources))
     assert f"{resources / 'state.yaml'}:6:" in err and "'state.nosuchdb'" in err
+
+
+def test_a_bad_store_setting_names_the_metadata_item_its_line_and_value(tmp_path: Path) -> None:
+    resources = tmp_path / "res"
+    resources.mkdir()
+    (resources / "redis.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\n"
+        "spec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n"
+        "    value: localhost:6379\n  - name: dialTimeout\n    value: 5\n"
+    )
+    err = start_failure(tmp_path, "--resources-path", str(resources))
+    assert f"{resources / 'redis.yaml'}:12:" in err and "Component 'cache'" in err
+    assert "field spec.metadata[1].value: dialTimeout must be a duration (value: 5)" in err
+    assert 'e.g. "500ms" or "5s"' in err

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.runtime.components.state.test_query import DOCS_QUERY, PEOPLE
 from tests.runtime.test_tracing import wait_for_spans
 from tests.support import Processes
 
@@ -112,28 +113,32 @@ def test_keys_are_prefixed_by_app_id_unless_the_store_says_otherwise(
     assert httpx.get(store_url(four, "/k", store="shared")).json() == "shared"
 
 
-def test_50_concurrent_read_modify_write_loops_lose_no_update(procs: Processes) -> None:
-    s = procs.sidecar("counter")
-    httpx.post(store_url(s), json=[{"key": "n", "value": 0}])
-    per_loop = 4
+def increment_concurrently(base: str, loops: int = 50, per_loop: int = 2) -> None:
+    """`loops` concurrent read-modify-write loops on one key, each retrying on 409 until it
+    has added `per_loop`: with working etags the count is exact."""
+    httpx.post(base, json=[{"key": "n", "value": 0}]).raise_for_status()
 
     async def loop(client: httpx.AsyncClient) -> None:
         done = 0
         while done < per_loop:
-            got = await client.get(store_url(s, "/n"))
+            got = await client.get(f"{base}/n")
             write = [{"key": "n", "value": got.json() + 1, "etag": got.headers["etag"]}]
-            reply = await client.post(store_url(s), json=write)
+            reply = await client.post(base, json=write)
             if reply.status_code == 409:
                 continue
             assert reply.status_code == 204, reply.text
             done += 1
 
     async def main() -> None:
-        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50)) as client:
-            await asyncio.gather(*(loop(client) for _ in range(50)))
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=loops)) as client:
+            await asyncio.gather(*(loop(client) for _ in range(loops)))
 
     asyncio.run(main())
-    assert httpx.get(store_url(s, "/n")).json() == 50 * per_loop
+    assert httpx.get(f"{base}/n").json() == loops * per_loop
+
+
+def test_50_concurrent_read_modify_write_loops_lose_no_update(procs: Processes) -> None:
+    increment_concurrently(store_url(procs.sidecar("counter")))
 
 
 def test_a_save_is_traced_from_the_api_span_to_the_store_span(procs: Processes) -> None:
@@ -151,3 +156,52 @@ def test_a_save_is_traced_from_the_api_span_to_the_store_span(procs: Processes) 
     assert db.attributes["db.namespace"].endswith("state.db")
     assert db.attributes["outrig.hop"] == "component"
     assert "http.request.method" not in db.attributes
+
+
+def test_the_alpha_query_filters_sorts_and_pages_one_apps_keys(procs: Processes) -> None:
+    hr, payroll = procs.sidecar("hr"), procs.sidecar("payroll")
+    url = hr.url("/v1.0-alpha1/state/statestore/query")
+    assert (
+        httpx.post(store_url(hr), json=[{"key": k, "value": v} for k, v in PEOPLE.items()]).status_code == 204
+    )
+    theirs = [{"key": "1", "value": PEOPLE["1"]}, {"key": "99", "value": PEOPLE["4"]}]
+    assert httpx.post(store_url(payroll), json=theirs).status_code == 204
+
+    trace_id = secrets.token_hex(16)
+    first = httpx.post(
+        url, json=DOCS_QUERY, headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    )
+    assert first.status_code == 200, first.text
+    assert [r["key"] for r in first.json()["results"]] == ["1", "4", "10"]
+    assert first.json()["token"] == "3"
+    one = first.json()["results"][0]
+    assert one["data"] == PEOPLE["1"] and one["etag"] == httpx.get(store_url(hr, "/1")).headers["etag"]
+    second = httpx.put(url, json={**DOCS_QUERY, "page": {"limit": 3, "token": "3"}})
+    assert [r["key"] for r in second.json()["results"]] == ["9", "7", "3"]
+    assert "token" not in second.json(), "the last page has no token"
+
+    everyone = httpx.post(payroll.url("/v1.0-alpha1/state/statestore/query"), json={"filter": {}})
+    assert [r["key"] for r in everyone.json()["results"]] == ["1", "99"], "another app's keys stay out"
+    nothing = httpx.post(url, json={"filter": {"EQ": {"state": "TX"}}})
+    assert (nothing.status_code, nothing.content) == (204, b""), "Dapr answers an empty result with 204"
+
+    malformed = httpx.post(url, json={"filter": {"OR": [{"EQ": {"state": "CA"}}, {"EQ": {"a": 1, "b": 2}}]}})
+    assert (malformed.status_code, malformed.json()) == (400, {
+        "errorCode": "ERR_MALFORMED_REQUEST",
+        "message": 'query filter.OR[1]: EQ takes one {"path": value} pair, got 2',
+    })  # fmt: skip
+    not_json = httpx.post(url, content=b"{filter")
+    assert not_json.status_code == 400 and "query: the body is not valid JSON" in not_json.json()["message"]
+    unknown = httpx.post(hr.url("/v1.0-alpha1/state/nostore/query"), json={})
+    assert (unknown.status_code, unknown.json()["errorCode"]) == (400, "ERR_STATE_STORE_NOT_FOUND")
+    wrong_verb = httpx.get(url)
+    assert (wrong_verb.status_code, wrong_verb.json()["errorCode"]) == (405, "ERR_METHOD_NOT_ALLOWED")
+
+    api, db = sorted(wait_for_spans(procs.home, trace_id, 2), key=lambda span: span.kind != "SERVER")
+    assert api.name == "POST /v1.0-alpha1/state/{storeName}/query"
+    assert api.attributes["outrig.operation"] == "state.query"
+    assert (db.name, db.parent_id, db.attributes["db.operation.name"]) == (
+        "QUERY statestore",
+        api.span_id,
+        "QUERY",
+    )

@@ -26,6 +26,14 @@ class EtagMismatchError(StateError):
     """The write or delete named an etag that is not the stored one (HTTP 409)."""
 
 
+class MetadataError(ValueError):
+    """A component metadata field that cannot be used; the sidecar names its file and line."""
+
+    def __init__(self, name: str, value: object, message: str, hint: str | None) -> None:
+        super().__init__(message)
+        self.name, self.value, self.message, self.hint = name, value, message, hint
+
+
 @dataclass(frozen=True, slots=True)
 class Stored:
     key: str
@@ -75,12 +83,11 @@ def etag_allows(op: Operation, current: str | None) -> bool:
 class StateStore(Protocol):
     """A state component. Keys arrive already prefixed (`appid||key`)."""
 
-    db_system: str
-    """`db.system.name` for spans: "redis", "sqlite", "other_sql" ..."""
+    span_attributes: Mapping[str, str | int]
+    """Database attributes for its CLIENT spans: `db.system.name`, `db.namespace`, and
+    `server.address`/`server.port` for a networked store."""
     features: frozenset[str]
     """Dapr's feature names: ETAG, TRANSACTIONAL, TTL, QUERY_API."""
-    namespace: str
-    """`db.namespace` for spans: the file, or the database index."""
 
     async def get(self, key: str) -> Stored | None: ...
 
@@ -89,6 +96,10 @@ class StateStore(Protocol):
     async def apply(self, operations: Sequence[Operation], *, atomic: bool) -> None:
         """Apply upserts and deletes in order; all-or-nothing when `atomic`, raising
         `EtagMismatchError` (nothing applied) when any etag check fails."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise `StateError` if the store cannot be reached now (checked at start, to warn)."""
         ...
 
     async def close(self) -> None: ...

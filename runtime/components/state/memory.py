@@ -8,14 +8,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .base import Delete, EtagMismatchError, Operation, Stored, Upsert, etag_allows
+from .query import QUERY_FEATURE, Query, QueryPage, run_query
 
 
 class MemoryStore:
-    db_system = "memory"
-    features = frozenset({"ETAG", "TRANSACTIONAL", "TTL"})
+    features = frozenset({"ETAG", "TRANSACTIONAL", "TTL", QUERY_FEATURE})
 
     def __init__(self) -> None:
-        self.namespace = "memory"
+        self.span_attributes: Mapping[str, str | int] = {"db.system.name": "memory", "db.namespace": "memory"}
         self._items: dict[str, tuple[bytes, str, float | None]] = {}
 
     @classmethod
@@ -56,6 +56,19 @@ class MemoryStore:
                 self._items[op.key] = (op.value, secrets.token_hex(8), expires)
             elif isinstance(op, Delete):
                 self._items.pop(op.key, None)
+
+    async def query(self, prefix: str, query: Query) -> QueryPage:
+        """Dapr's alpha query over the live keys under `prefix` (see `query.py`)."""
+        now = time.time()
+        rows = (
+            (key, value, etag)
+            for key, (value, etag, expires) in self._items.items()
+            if key.startswith(prefix) and (expires is None or expires > now)
+        )
+        return run_query(query, rows, prefix)
+
+    async def ping(self) -> None:
+        """Always reachable: it lives in this process."""
 
     async def close(self) -> None:
         self._items.clear()

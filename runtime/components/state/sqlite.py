@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .base import Delete, EtagMismatchError, Operation, StateError, Stored, Upsert, etag_allows, settings
+from .query import QUERY_FEATURE, Query, QueryPage, run_query
 
 T = TypeVar("T")
 
@@ -32,12 +33,14 @@ CREATE TABLE IF NOT EXISTS state (
 
 
 class SqliteStore:
-    db_system = "sqlite"
-    features = frozenset({"ETAG", "TRANSACTIONAL", "TTL"})
+    features = frozenset({"ETAG", "TRANSACTIONAL", "TTL", QUERY_FEATURE})
 
     def __init__(self, path: Path, busy_timeout: float = 10.0) -> None:
         self.path = path
-        self.namespace = str(path)
+        self.span_attributes: Mapping[str, str | int] = {
+            "db.system.name": "sqlite",
+            "db.namespace": str(path),
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = sqlite3.connect(
@@ -100,6 +103,35 @@ class SqliteStore:
     async def apply(self, operations: Sequence[Operation], *, atomic: bool) -> None:
         await self._run(lambda: self._apply(operations, atomic))
 
+    def _query(self, prefix: str, query: Query) -> QueryPage:
+        where, params = _prefix_range(prefix)
+        rows = self._conn.execute(
+            f"SELECT key, value, etag FROM state WHERE {where}(expires_at IS NULL OR expires_at > ?)",
+            (*params, time.time()),
+        ).fetchall()
+        return run_query(query, ((key, bytes(value), etag) for key, value, etag in rows), prefix)
+
+    async def query(self, prefix: str, query: Query) -> QueryPage:
+        """Dapr's alpha query: reads every live key of the app and evaluates in Python
+        (`query.py`). A scan of one app's keys, which is fine for the embedded store; a
+        store for large data sets would translate the query to SQL instead."""
+        return await self._run(lambda: self._query(prefix, query))
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._conn.execute("SELECT 1").fetchone())
+
     async def close(self) -> None:
         await self._run(self._conn.close)
         self._executor.shutdown(wait=True)
+
+
+def _prefix_range(prefix: str) -> tuple[str, tuple[Any, ...]]:
+    """A WHERE clause (ending in AND) for keys starting with `prefix`: a range on the
+    primary key, so SQLite seeks to the app's keys instead of scanning every app's, and
+    no LIKE pattern to escape. TEXT compares as UTF-8 bytes, i.e. by code point."""
+    if not prefix:
+        return "", ()
+    last = ord(prefix[-1])
+    if last < 0xD7FF or 0xE000 <= last < 0x10FFFF:  # the next code point is encodable
+        return "key >= ? AND key < ? AND ", (prefix, prefix[:-1] + chr(last + 1))
+    return "substr(key, 1, ?) = ? AND ", (len(prefix), prefix)

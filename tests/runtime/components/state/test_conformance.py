@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,17 +12,34 @@ from outrig.runtime.components.state import (
     Delete,
     EtagMismatchError,
     MemoryStore,
+    RedisStore,
     SqliteStore,
     StateStore,
     Upsert,
 )
+from tests.redis_server import RedisServer
 
-STORES = ["state.in-memory", "state.sqlite"]
+STORES = ["state.in-memory", "state.redis", "state.sqlite"]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
-    made: StateStore = MemoryStore() if request.param == "state.in-memory" else SqliteStore(tmp_path / "s.db")
+    made: StateStore
+    if request.param == "state.redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        made = RedisStore.create("conformance", {"redisHost": server.address}, tmp_path)
+        await made.connection.execute("FLUSHDB")
+    elif request.param == "state.sqlite":
+        made = SqliteStore(tmp_path / "s.db")
+    else:
+        made = MemoryStore()
     yield made
     await made.close()
 
@@ -154,3 +171,10 @@ async def test_sqlite_is_shared_by_two_processes_worth_of_connections(tmp_path: 
         await second.apply([Upsert("k", b"2", etag="stale")], atomic=False)
     await first.close()
     await second.close()
+
+
+async def test_a_write_without_ttl_clears_an_earlier_one(store: StateStore) -> None:
+    await save(store, Upsert("k", b"1", ttl_seconds=1))
+    await save(store, Upsert("k", b"2"))
+    await asyncio.sleep(1.2)
+    assert (await store.get("k")).value == b"2"  # type: ignore[union-attr]
