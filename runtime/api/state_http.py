@@ -64,9 +64,17 @@ def _ttl(metadata: Mapping[str, Any], where: str) -> int | None:
 
 
 def _concurrency(options: Any, where: str) -> Concurrency:
-    value = (options or {}).get("concurrency") or None
+    """`options.concurrency`, checked; `options.consistency` is checked and needs nothing
+    more: every store here answers a write only once it is applied (strong)."""
+    options = options or {}
+    if not isinstance(options, dict):
+        raise _bad(f"{where}: options must be an object with concurrency and consistency, got {options!r}")
+    value = options.get("concurrency") or None
     if value not in (None, "first-write", "last-write"):
         raise _bad(f"{where}: options.concurrency must be first-write or last-write, got {value!r}")
+    consistency = options.get("consistency") or None
+    if consistency not in (None, "eventual", "strong"):
+        raise _bad(f"{where}: options.consistency must be eventual or strong, got {consistency!r}")
     return cast(Concurrency, value)
 
 

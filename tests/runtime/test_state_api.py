@@ -56,6 +56,17 @@ def test_save_get_delete_with_etags_and_dapr_errors(procs: Processes) -> None:
         assert "item 1: field key is missing" in malformed.json()["message"]
         not_json = client.post(store_url(s), content=b"[{oops")
         assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["message"]
+        consistency = client.post(
+            store_url(s), json=[{"key": "k", "value": 1, "options": {"consistency": "x"}}]
+        )
+        assert consistency.status_code == 400
+        assert (
+            "item 0: options.consistency must be eventual or strong, got 'x'" in consistency.json()["message"]
+        )
+        strong = [{"key": "k", "value": 1, "options": {"consistency": "strong", "concurrency": "last-write"}}]
+        assert client.post(store_url(s), json=strong).status_code == 204
+        options = client.post(store_url(s), json=[{"key": "k", "value": 1, "options": "strong"}])
+        assert options.status_code == 400 and "options must be an object" in options.json()["message"]
         separator = client.post(store_url(s), json=[{"key": "a||b", "value": 1}])
         assert separator.status_code == 400 and "can't contain '||'" in separator.json()["message"]
 
