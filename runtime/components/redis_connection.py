@@ -142,6 +142,7 @@ class RedisConnection:
         self.settings = settings
         self._protocol: _Protocol | None = None
         self._connecting = asyncio.Lock()
+        self._failure: tuple[float, RedisUnavailableError] | None = None
         self._watchdog: asyncio.Task[None] | None = None
 
     async def execute(self, *args: Arg) -> Any:
@@ -162,9 +163,12 @@ class RedisConnection:
             return await self.execute("EVAL", script.source, len(keys), *keys, *args)
 
     async def _connect(self) -> _Protocol:
+        arrived = time.monotonic()
         async with self._connecting:
             if self._protocol is not None and not self._protocol.lost:
                 return self._protocol
+            if self._failure is not None and self._failure[0] >= arrived:
+                raise self._failure[1]  # an attempt failed while we queued: don't wait again
             s = self.settings
             loop = asyncio.get_running_loop()
             context = ssl.create_default_context() if s.tls else None
@@ -181,7 +185,9 @@ class RedisConnection:
                     if s.db:
                         await self._handshake(protocol, ["SELECT", s.db])
             except (OSError, TimeoutError) as exc:
-                raise RedisUnavailableError(f"cannot connect: {exc or 'timed out'}") from None
+                error = RedisUnavailableError(f"cannot connect: {str(exc) or 'timed out'}")
+                self._failure = (time.monotonic(), error)
+                raise error from None
             self._protocol = protocol
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = asyncio.create_task(self._watch_overdue())

@@ -85,6 +85,34 @@ async def test_an_overdue_reply_aborts_the_connection_and_the_next_call_reconnec
         silent.close()
 
 
+async def test_callers_queued_behind_a_failed_connect_fail_with_it() -> None:
+    """A server that never completes the handshake (a full backlog): one attempt waits out
+    dialTimeout, and the 19 callers queued behind it fail with its error, not in turn."""
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    port = blackhole.getsockname()[1]
+    fillers = []
+    for _ in range(8):  # fill the accept queue; later SYNs are dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    connection = RedisConnection(RedisSettings("127.0.0.1", port, dial_timeout=1.0))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        results = await asyncio.gather(
+            *(connection.execute("PING") for _ in range(20)), return_exceptions=True
+        )
+    finally:
+        await connection.close()
+        for sock in (blackhole, *fillers):
+            sock.close()
+    assert all(isinstance(r, RedisUnavailableError) and "timed out" in str(r) for r in results), results
+    assert loop.time() - started < 5, "queued callers waited out a dial timeout each"
+
+
 async def test_password_and_database_are_sent_on_connect(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis", extra_args=["--requirepass", "s3cret"]).start()
     try:
