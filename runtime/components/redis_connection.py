@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import ssl
 import time
 from collections import deque
@@ -28,7 +27,7 @@ from typing import Any, cast
 
 import hiredis
 
-from .state.base import MetadataError
+from .metadata import MetadataError, duration_seconds, flag, text, whole_number
 
 Arg = str | bytes | int
 
@@ -60,16 +59,18 @@ class RedisSettings:
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> RedisSettings:
-        host, port = _host_port(_text(metadata, "redisHost", required=True))
+        host, port = _host_port(
+            text(metadata, "redisHost", required_hint="set it to host:port, e.g. localhost:6379")
+        )
         return cls(
             host=host,
             port=port,
-            db=_int(metadata, "redisDB", 0),
-            username=_text(metadata, "redisUsername") or None,
-            password=_text(metadata, "redisPassword") or None,
-            tls=_bool(metadata, "enableTLS"),
-            dial_timeout=_seconds(metadata, "dialTimeout", 5.0),
-            read_timeout=_seconds(metadata, "readTimeout", 3.0),
+            db=whole_number(metadata, "redisDB", 0),
+            username=text(metadata, "redisUsername") or None,
+            password=text(metadata, "redisPassword") or None,
+            tls=flag(metadata, "enableTLS"),
+            dial_timeout=duration_seconds(metadata, "dialTimeout", 5.0),
+            read_timeout=duration_seconds(metadata, "readTimeout", 3.0),
         )
 
 
@@ -218,52 +219,6 @@ class RedisConnection:
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
             self._protocol.lost = True
-
-
-def _text(metadata: Mapping[str, Any], name: str, *, required: bool = False) -> str:
-    value = metadata.get(name)
-    if value is None or value == "":
-        if required:
-            raise MetadataError(
-                name, value, f"{name} is required", "set it to host:port, e.g. localhost:6379"
-            )
-        return ""
-    return str(value)
-
-
-def _int(metadata: Mapping[str, Any], name: str, default: int) -> int:
-    raw = metadata.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(str(raw))
-    except ValueError:
-        raise MetadataError(name, raw, f"{name} must be a whole number", None) from None
-
-
-def _bool(metadata: Mapping[str, Any], name: str) -> bool:
-    raw = str(metadata.get(name) or "false").strip().lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise MetadataError(name, metadata.get(name), f"{name} must be true or false", None)
-    return raw in ("true", "1")
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _seconds(metadata: Mapping[str, Any], name: str, default: float) -> float:
-    """A Go-style duration ("500ms", "5s", "1m30s"), as Dapr's component metadata takes them."""
-    raw = metadata.get(name)
-    if raw is None or raw == "":
-        return default
-    text = str(raw).strip()
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise MetadataError(
-            name, raw, f"{name} must be a duration", 'write it with a unit, e.g. "500ms" or "5s"'
-        )
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
 def _host_port(address: str) -> tuple[str, int]:

@@ -1,9 +1,9 @@
 """State stores by Dapr type name."""
 
+from ..metadata import MetadataError
 from .base import (
     Delete,
     EtagMismatchError,
-    MetadataError,
     Operation,
     StateError,
     StateStore,

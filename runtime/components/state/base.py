@@ -26,14 +26,6 @@ class EtagMismatchError(StateError):
     """The write or delete named an etag that is not the stored one (HTTP 409)."""
 
 
-class MetadataError(ValueError):
-    """A component metadata field that cannot be used; the sidecar names its file and line."""
-
-    def __init__(self, name: str, value: object, message: str, hint: str | None) -> None:
-        super().__init__(message)
-        self.name, self.value, self.message, self.hint = name, value, message, hint
-
-
 @dataclass(frozen=True, slots=True)
 class Stored:
     key: str
@@ -109,8 +101,3 @@ class StoreType(Protocol):
     """A store class, built from its component's metadata."""
 
     def create(self, name: str, metadata: Mapping[str, Any], home: Path) -> StateStore: ...
-
-
-def settings(metadata: Mapping[str, Any], name: str, default: str) -> str:
-    value = metadata.get(name)
-    return default if value is None or value == "" else str(value)

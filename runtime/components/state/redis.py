@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..metadata import whole_number
 from ..redis_connection import RedisConnection, RedisReplyError, RedisSettings, RedisUnavailableError, Script
-from .base import EtagMismatchError, MetadataError, Operation, StateError, Stored, Upsert
+from .base import EtagMismatchError, Operation, StateError, Stored, Upsert
 
 # ARGV: atomic flag, then per key: kind (set|del), check (none|etag|absent), etag, value, ttl.
 # Returns 0, or the 1-based index of the operation whose etag check failed. Atomic batches
@@ -93,12 +94,7 @@ class RedisStore:
 
     @classmethod
     def create(cls, name: str, metadata: Mapping[str, Any], home: Path) -> RedisStore:
-        ttl = metadata.get("ttlInSeconds")
-        try:
-            default_ttl = int(str(ttl)) if ttl not in (None, "") else None
-        except ValueError:
-            raise MetadataError("ttlInSeconds", ttl, "ttlInSeconds must be a whole number", None) from None
-        return cls(RedisSettings.from_metadata(metadata), default_ttl)
+        return cls(RedisSettings.from_metadata(metadata), whole_number(metadata, "ttlInSeconds", None))
 
     @contextmanager
     def _reaching(self) -> Iterator[None]:

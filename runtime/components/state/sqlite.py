@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .base import Delete, EtagMismatchError, Operation, StateError, Stored, Upsert, etag_allows, settings
+from ..metadata import text
+from .base import Delete, EtagMismatchError, Operation, StateError, Stored, Upsert, etag_allows
 from .query import QUERY_FEATURE, Query, QueryPage, run_query
 
 T = TypeVar("T")
@@ -55,7 +56,7 @@ class SqliteStore:
 
     @classmethod
     def create(cls, name: str, metadata: Mapping[str, Any], home: Path) -> SqliteStore:
-        return cls(Path(settings(metadata, "databasePath", str(home / "state.db"))).expanduser())
+        return cls(Path(text(metadata, "databasePath", str(home / "state.db"))).expanduser())
 
     async def _run(self, work: Callable[[], T]) -> T:
         try:
