@@ -65,11 +65,3 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-    def component_yaml(self, name: str, extra_metadata: str = "") -> str:
-        return (
-            f"apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n"
-            f"spec:\n  type: state.redis\n  version: v1\n  metadata:\n"
-            f'  - name: redisHost\n    value: {self.address}\n  - name: redisPassword\n    value: ""\n'
-            f"{extra_metadata}"
-        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -163,3 +164,28 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def component_yaml(name: str, component_type: str, **metadata: object) -> str:
+    """A Dapr Component in the layout the error tests count lines in: `spec.type` on line 6,
+    metadata item i (from 0) with its name on line 9 + 2i and its value on line 10 + 2i.
+    Values are written as JSON, which YAML reads as the same value."""
+    text = (
+        f"apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n"
+        f"spec:\n  type: {component_type}\n  version: v1\n"
+    )
+    if metadata:
+        items = "".join(
+            f"  - name: {key}\n    value: {json.dumps(value)}\n" for key, value in metadata.items()
+        )
+        text += "  metadata:\n" + items
+    return text
+
+
+def resource_folder(parent: Path, files: dict[str, str], folder: str = "res") -> Path:
+    """A --resources-path folder under `parent` holding `files` (file name -> YAML)."""
+    path = parent / folder
+    path.mkdir()
+    for file_name, content in files.items():
+        (path / file_name).write_text(content)
+    return path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import Processes, free_port
+from tests.support import Processes, component_yaml, free_port, resource_folder
 
 
 def header_component(name: str, value: str) -> str:
@@ -67,10 +67,7 @@ def write_side(folder: Path, prefix: str, with_uppercase: bool = False) -> list[
     app = ["to-app"]
     types = {}
     if with_uppercase:
-        text += (
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: shout\n"
-            "spec:\n  type: middleware.http.uppercase\n  version: v1\n"
-        )
+        text += component_yaml("shout", "middleware.http.uppercase")
         app.append("shout")
         types["shout"] = "middleware.http.uppercase"
     (resources / "middleware.yaml").write_text(text)
@@ -145,12 +142,7 @@ def test_wrong_field_type_names_file_field_and_value(tmp_path: Path) -> None:
 
 
 def test_unknown_middleware_type_names_the_component(tmp_path: Path) -> None:
-    resources = tmp_path / "res"
-    resources.mkdir()
-    (resources / "mw.yaml").write_text(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: odd\n"
-        "spec:\n  type: middleware.http.nosuch\n  version: v1\n"
-    )
+    resources = resource_folder(tmp_path, {"mw.yaml": component_yaml("odd", "middleware.http.nosuch")})
     config = tmp_path / "config.yaml"
     config.write_text(configuration(["odd"], [], {"odd": "middleware.http.nosuch"}))
     err = start_failure(tmp_path, "--resources-path", str(resources), "--config", str(config))
@@ -159,9 +151,8 @@ def test_unknown_middleware_type_names_the_component(tmp_path: Path) -> None:
 
 
 def test_bad_middleware_setting_names_component_field_and_value(tmp_path: Path) -> None:
-    resources = tmp_path / "res"
-    resources.mkdir()
-    (resources / "mw.yaml").write_text(header_component("one", "v").replace("requestHeader", "requestHeadr"))
+    broken = header_component("one", "v").replace("requestHeader", "requestHeadr")
+    resources = resource_folder(tmp_path, {"mw.yaml": broken})
     config = tmp_path / "config.yaml"
     config.write_text(configuration(["one"], []))
     err = start_failure(tmp_path, "--resources-path", str(resources), "--config", str(config))
@@ -170,37 +161,22 @@ def test_bad_middleware_setting_names_component_field_and_value(tmp_path: Path) 
 
 
 def test_a_state_store_that_cannot_open_names_the_component_and_the_file(tmp_path: Path) -> None:
-    resources = tmp_path / "res"
-    resources.mkdir()
-    (resources / "state.yaml").write_text(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: s\n"
-        "spec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: databasePath\n"
-        f"    value: {tmp_path}\n"
-    )
+    sqlite = component_yaml("s", "state.sqlite", databasePath=str(tmp_path))
+    resources = resource_folder(tmp_path, {"state.yaml": sqlite})
     err = start_failure(tmp_path, "--resources-path", str(resources))
     assert f"{resources / 'state.yaml'}:" in err and "Component 's'" in err
     assert f"cannot open sqlite database {tmp_path}" in err
 
 
 def test_unsupported_component_type_is_refused_with_a_hint(tmp_path: Path) -> None:
-    resources = tmp_path / "res"
-    resources.mkdir()
-    (resources / "state.yaml").write_text(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: s\n"
-        "spec:\n  type: state.nosuchdb\n  version: v1\n"
-    )
+    resources = resource_folder(tmp_path, {"state.yaml": component_yaml("s", "state.nosuchdb")})
     err = start_failure(tmp_path, "--resources-path", str(resources))
     assert f"{resources / 'state.yaml'}:6:" in err and "'state.nosuchdb'" in err
 
 
 def test_a_bad_store_setting_names_the_metadata_item_its_line_and_value(tmp_path: Path) -> None:
-    resources = tmp_path / "res"
-    resources.mkdir()
-    (resources / "redis.yaml").write_text(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\n"
-        "spec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n"
-        "    value: localhost:6379\n  - name: dialTimeout\n    value: 5\n"
-    )
+    redis = component_yaml("cache", "state.redis", redisHost="localhost:6379", dialTimeout=5)
+    resources = resource_folder(tmp_path, {"redis.yaml": redis})
     err = start_failure(tmp_path, "--resources-path", str(resources))
     assert f"{resources / 'redis.yaml'}:12:" in err and "Component 'cache'" in err
     assert "field spec.metadata[1].value: dialTimeout must be a duration (value: 5)" in err

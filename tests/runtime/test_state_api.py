@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import textwrap
 from pathlib import Path
 
 import httpx
 
 from tests.runtime.components.state.test_query import DOCS_QUERY, PEOPLE
 from tests.runtime.test_tracing import wait_for_spans
-from tests.support import Processes
+from tests.support import Processes, component_yaml, resource_folder
 
 
 def store_url(sidecar: object, tail: str = "", store: str = "statestore") -> str:
@@ -94,28 +93,11 @@ def test_keys_are_prefixed_by_app_id_unless_the_store_says_otherwise(
     one, two = procs.sidecar("one"), procs.sidecar("two")
     httpx.post(store_url(one), json=[{"key": "k", "value": "from one"}])
     assert httpx.get(store_url(two, "/k")).status_code == 204, "apps do not see each other's keys"
-    resources = tmp_path / "res"
-    resources.mkdir()
-    (resources / "shared.yaml").write_text(
-        textwrap.dedent(f"""\
-        apiVersion: dapr.io/v1alpha1
-        kind: Component
-        metadata:
-          name: shared
-        spec:
-          type: state.sqlite
-          version: v1
-          metadata:
-          - name: databasePath
-            value: {tmp_path / "shared.db"}
-          - name: keyPrefix
-            value: none
-        """)
+    shared = component_yaml(
+        "shared", "state.sqlite", databasePath=str(tmp_path / "shared.db"), keyPrefix="none"
     )
-    (resources / "scratch.yaml").write_text(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: scratch\n"
-        "spec:\n  type: state.in-memory\n  version: v1\n"
-    )
+    scratch = component_yaml("scratch", "state.in-memory")
+    resources = resource_folder(tmp_path, {"shared.yaml": shared, "scratch.yaml": scratch})
     three = procs.sidecar("three", extra_args=["--resources-path", str(resources)])
     types = {c["name"]: c["type"] for c in httpx.get(three.url("/v1.0/metadata")).json()["components"]}
     assert types == {"shared": "state.sqlite", "scratch": "state.in-memory"}

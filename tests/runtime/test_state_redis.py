@@ -14,7 +14,7 @@ import redis
 from tests.redis_server import RedisServer
 from tests.runtime.test_state_api import increment_concurrently
 from tests.runtime.test_tracing import wait_for_spans
-from tests.support import Processes, Sidecar
+from tests.support import Processes, Sidecar, component_yaml, resource_folder
 
 
 @pytest.fixture
@@ -25,9 +25,8 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def redis_sidecar(procs: Processes, server: RedisServer, app_id: str, tmp_path: Path) -> Sidecar:
-    resources = tmp_path / f"res-{app_id}"
-    resources.mkdir()
-    (resources / "redis.yaml").write_text(server.component_yaml("redisstore"))
+    redis = component_yaml("redisstore", "state.redis", redisHost=server.address, redisPassword="")
+    resources = resource_folder(tmp_path, {"redis.yaml": redis}, folder=f"res-{app_id}")
     return procs.sidecar(app_id, extra_args=["--resources-path", str(resources)])
 
 
