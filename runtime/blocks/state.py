@@ -55,6 +55,11 @@ class StoreEntry:
     store: StateStore
     pipeline: Pipeline
     key_prefix: str
+    stored_prefix: str = field(init=False)
+    """What every key of this app starts with in the store: `appid||`, or nothing."""
+
+    def __post_init__(self) -> None:
+        self.stored_prefix = f"{self.key_prefix}{KEY_SEPARATOR}" if self.key_prefix else ""
 
     def full_key(self, key: str) -> str:
         if not key:
@@ -63,7 +68,7 @@ class StoreEntry:
             raise CallError(
                 "ERR_MALFORMED_REQUEST", f"input key {key!r} can't contain {KEY_SEPARATOR!r}", 400
             )
-        return f"{self.key_prefix}{KEY_SEPARATOR}{key}" if self.key_prefix else key
+        return self.stored_prefix + key
 
 
 def key_prefix(mode: str | None, app_id: str, store_name: str) -> str:
@@ -122,8 +127,8 @@ class StateBlock:
                     f" (configured stores that do: {able})",
                     500,
                 )
-            prefix = f"{entry.key_prefix}{KEY_SEPARATOR}" if entry.key_prefix else ""
-            page = await self._store_call(entry, call, "query", "QUERY", "", (prefix, request.query))
+            query = (entry.stored_prefix, request.query)
+            page = await self._store_call(entry, call, "query", "QUERY", "", query)
             return Result(200, value=page)
         raise CallError("ERR_MALFORMED_REQUEST", f"unknown state request {type(request).__name__}", 400)
 
