@@ -27,6 +27,24 @@ ATTR_DAPR_NAME = "outrig.dapr.span_name"
 """The name Dapr gives the same span (e.g. `CallLocal/{appId}/{method}`), for searching."""
 
 
+_MESSAGING_KINDS = {
+    "send": SpanKind.PRODUCER,
+    "create": SpanKind.PRODUCER,
+    "receive": SpanKind.CONSUMER,
+    "process": SpanKind.CONSUMER,
+}
+
+
+def _messaging(call: Call) -> tuple[str, SpanKind] | None:
+    """Name and kind of a messaging span (`send orders`, `process orders`), per the
+    OpenTelemetry messaging conventions; None for other calls."""
+    operation_type = call.attributes.get("messaging.operation.type")
+    if operation_type is None:
+        return None
+    name = call.attributes.get("messaging.operation.name", operation_type)
+    return f"{name} {call.subject}", _MESSAGING_KINDS.get(operation_type, SpanKind.INTERNAL)
+
+
 def _operation(call: Call) -> str:
     return call.block if call.operation == call.block else f"{call.block}.{call.operation}"
 
@@ -43,7 +61,9 @@ class _Tracing:
     def __init__(self, tracer: trace.Tracer) -> None:
         self.tracer = tracer
 
-    def _start(self, call: Call, name: str, parent: otel_context.Context | None) -> Span:
+    def _start(
+        self, call: Call, name: str, parent: otel_context.Context | None, kind: SpanKind | None = None
+    ) -> Span:
         # Every attribute costs a few microseconds of validation in the SDK, per span:
         # the set is kept to what a reader of the trace needs (see README, Traces).
         attributes = call.attributes
@@ -53,7 +73,7 @@ class _Tracing:
         attributes[ATTR_DAPR_NAME] = _dapr_name(call)
         if call.hop is not Hop.COMPONENT:
             attributes["http.request.method"] = call.verb
-        return self.tracer.start_span(name, context=parent, kind=self.kind, attributes=attributes)
+        return self.tracer.start_span(name, context=parent, kind=kind or self.kind, attributes=attributes)
 
     def _is_error(self, status: int) -> bool:
         raise NotImplementedError
@@ -106,7 +126,8 @@ async def _end_after(span: Span, body: Stream) -> AsyncIterator[bytes]:
 
 
 class ServerTracing(_Tracing):
-    """Continues the caller's trace (or starts one) with a SERVER span named `{verb} {route}`.
+    """Continues the caller's trace (or starts one) with a SERVER span named `{verb} {route}`
+    (a CONSUMER span `process {topic}` for a pub/sub delivery).
 
     The extracted context (with its baggage) becomes current for the rest of the chain.
     """
@@ -118,7 +139,8 @@ class ServerTracing(_Tracing):
 
     async def __call__(self, call: Call, call_next: Next) -> Result:
         parent = propagate.extract(call.metadata)
-        span = self._start(call, f"{call.verb} {call.route}", parent)
+        name, kind = _messaging(call) or (f"{call.verb} {call.route}", None)
+        span = self._start(call, name, parent, kind)
         return await self._run(span, parent, call, call_next)
 
 
@@ -126,7 +148,8 @@ class ClientTracing(_Tracing):
     """A CLIENT span for an outbound hop, whose context is injected into the call's metadata.
 
     The span is named `{verb} {url.template}` when the route is a template, else `{verb}`;
-    a call to a component is named `{db.operation.name} {store}` (database conventions).
+    a call to a component is named `{db.operation.name} {store}` (database conventions),
+    a publish is a PRODUCER span `send {topic}` (messaging conventions).
     """
 
     kind = SpanKind.CLIENT
@@ -135,10 +158,14 @@ class ClientTracing(_Tracing):
         return status >= 400
 
     async def __call__(self, call: Call, call_next: Next) -> Result:
-        if call.hop is Hop.COMPONENT:
+        messaging = _messaging(call)
+        kind: SpanKind | None = None
+        if messaging is not None:
+            name, kind = messaging
+        elif call.hop is Hop.COMPONENT:
             name = f"{call.attributes.get('db.operation.name', call.operation)} {call.target}"
         else:
             name = f"{call.verb} {call.route}" if call.route else call.verb
-        span = self._start(call, name, None)
+        span = self._start(call, name, None, kind)
         propagate.inject(call.metadata, context=trace.set_span_in_context(span))
         return await self._run(span, None, call, call_next)

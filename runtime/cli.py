@@ -47,6 +47,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", "-M", type=_port, default=9090)
     run.add_argument("--resources-path", "-d", type=Path, action="append", default=[])
     run.add_argument("--config", "-c", type=Path)
+    run.add_argument(
+        "--dapr-http-max-request-size",
+        type=int,
+        default=4,
+        metavar="MB",
+        help="largest publish/state request body in MB (default 4; invocations stream)",
+    )
     run.add_argument("--log-level", choices=["debug", "info", "warn", "error", "fatal"], default="info")
 
     traces = sub.add_parser("traces", help="print recent traces from the local trace store")
@@ -100,6 +107,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         resources_paths=tuple(args.resources_path),
         config_path=args.config,
         log_level=args.log_level,
+        max_request_mb=args.dapr_http_max_request_size,
     )
     from .resources import ResourceError, load
     from .servers import StartupError

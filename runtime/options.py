@@ -31,4 +31,7 @@ class SidecarOptions:
     resources_paths: tuple[Path, ...] = ()
     config_path: Path | None = None
     log_level: str = "info"
+    max_request_mb: int = 4
+    """`--dapr-http-max-request-size`: the largest request body the API reads whole, in MB
+    (Dapr's default 4); invocation bodies stream through and are not limited by it."""
     home: Path = field(default_factory=outrig_home)

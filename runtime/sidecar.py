@@ -16,16 +16,20 @@ from outrig.middleware.tracing import ClientTracing, ServerTracing
 from outrig.telemetry import TracingSettings, build_tracer_provider, shutdown_provider, trace_store_path
 from outrig.telemetry.tracing import install, otlp_from_environment
 
-from . import envvars
+from . import assembly, envvars
 from .api.http import AppApi
 from .blocks import AppChannel, InvokeBlock, PeerChannel
+from .blocks.delivery import AppDelivery
+from .blocks.pubsub import PubSubBlock
 from .blocks.state import StateBlock, StoreEndpoint, StoreEntry, key_prefix
-from .components.state import STORE_TYPES, MetadataError, StateError
+from .components.pubsub import PUBSUB_TYPES
+from .components.state import STORE_TYPES, StateError
 from .internal import PeerApi
+from .messaging import Messaging
 from .nameresolution import Address, LocalResolver
 from .options import SidecarOptions
-from .resources import Component, ResourceError, Resources, configured_handlers
-from .servers import AsgiServer, StartupError, bind
+from .resources import Resources, configured_handlers
+from .servers import AsgiServer, bind
 from .transport import HttpTransport
 
 log = logging.getLogger("outrig.sidecar")
@@ -71,15 +75,21 @@ class Sidecar:
 
         outer: list[Middleware] = [ErrorMapping(), ServerTracing(tracer)]
         peer_out = Pipeline([ClientTracing(tracer)], PeerChannel(self.resolver, self.peer_transport))
-        app_out = Pipeline(
-            [ClientTracing(tracer), *self.app_handlers],
-            AppChannel(self.app_id, options.app_host, options.app_port, self.transport),
-        )
+        self.app_channel = AppChannel(self.app_id, options.app_host, options.app_port, self.transport)
+        app_out = Pipeline([ClientTracing(tracer), *self.app_handlers], self.app_channel)
         self.inbound = Pipeline([*outer, *self.http_handlers], self._dispatch)
-        self.state_stores = self._state_stores(tracer)
+        self.delivery = Pipeline(outer, AppDelivery(app_out))
+        self.state_stores = {
+            spec.name: self._state_store(spec, tracer)
+            for spec in assembly.specs(resources, STORE_TYPES, DEFAULT_STATE_STORE, "state.sqlite")
+        }
+        self.messaging = Messaging(
+            options, resources, tracer, self.state_stores, self.delivery, self.app_channel
+        )
         self.blocks: dict[str, Next] = {
             "invoke": InvokeBlock(self.app_id, peer_out, app_out),
             "state": StateBlock(self.state_stores),
+            "pubsub": PubSubBlock(self.app_id, self.messaging.pubsubs),
         }
 
         self.api_server = AsgiServer(AppApi(self.inbound, self), self._api_socket)
@@ -88,30 +98,22 @@ class Sidecar:
         self._outbound_ready = False
         self._shutdown = asyncio.Event()
 
-    def _state_stores(self, tracer: Tracer) -> dict[str, StoreEntry]:
-        """The configured state stores, or the embedded default `statestore` (SQLite in the
+    def _state_store(self, spec: assembly.ComponentSpec, tracer: Tracer) -> StoreEntry:
+        """A configured state store, or the embedded default `statestore` (SQLite in the
         outrig home, shared by the sidecars of this machine, keys prefixed by app id)."""
-        configured = [c for c in self.resources.components if c.type in STORE_TYPES]
-        specs: list[tuple[str, str, dict[str, Any], Component | None]] = [
-            (c.name, c.type, c.resource.settings(), c) for c in configured
-        ]
-        if not specs:
-            specs = [(DEFAULT_STATE_STORE, "state.sqlite", {}, None)]
-        entries = {}
-        for name, type_name, settings, component in specs:
-            try:
-                prefix = key_prefix(settings.get("keyPrefix"), self.app_id, name)
-                store = STORE_TYPES[type_name].create(name, settings, self.options.home)
-            except MetadataError as exc:
-                assert component is not None, "the default store has no metadata to get wrong"
-                raise _metadata_error(component, exc) from None
-            except (ValueError, OSError, StateError) as exc:
-                if component is None:
-                    raise StartupError(f"cannot open the default state store: {exc}") from None
-                raise component.document.error(("spec", "metadata"), str(exc)) from None
-            pipeline = Pipeline([ClientTracing(tracer)], StoreEndpoint(store))
-            entries[name] = StoreEntry(name, type_name, store, pipeline, prefix)
-        return entries
+        create = STORE_TYPES[spec.type].create
+        home = self.options.home
+        prefix = assembly.build(
+            spec,
+            "state store",
+            lambda: key_prefix(spec.settings.get("keyPrefix"), self.app_id, spec.name),
+            (),
+        )
+        store = assembly.build(
+            spec, "state store", lambda: create(spec.name, spec.settings, home), (StateError,)
+        )
+        pipeline = Pipeline([ClientTracing(tracer)], StoreEndpoint(store))
+        return StoreEntry(spec.name, spec.type, store, pipeline, prefix)
 
     async def _dispatch(self, call: Call) -> Result:
         block = self.blocks.get(call.block)
@@ -128,6 +130,10 @@ class Sidecar:
     def outbound_ready(self) -> bool:
         return self._outbound_ready
 
+    @property
+    def max_request_bytes(self) -> int:
+        return self.options.max_request_mb * 1024 * 1024
+
     def request_shutdown(self) -> None:
         self._shutdown.set()
 
@@ -141,7 +147,7 @@ class Sidecar:
             "components": [
                 {"name": c.name, "type": c.type, "version": c.resource.spec.version, "capabilities": []}
                 for c in self.resources.components
-                if c.type not in STORE_TYPES
+                if c.type not in STORE_TYPES and c.type not in PUBSUB_TYPES
             ]
             + [
                 {
@@ -151,9 +157,10 @@ class Sidecar:
                     "capabilities": sorted(entry.store.features),
                 }
                 for name, entry in self.state_stores.items()
-            ],
+            ]
+            + self.messaging.describe_components(),
             "httpEndpoints": [],
-            "subscriptions": [],
+            "subscriptions": [s.describe() for s in self.messaging.subscriptions],
             "extended": {
                 "outrig.httpPort": str(self.api_server.port),
                 "outrig.internalPort": str(self.peer_server.port),
@@ -185,20 +192,22 @@ class Sidecar:
         if self._app_ready:
             self._announce()
         await self._check_stores()
+        await self.messaging.start()
         # Everything built so far lives as long as the process: keep it out of the
         # collector's generations, so full collections stop rescanning it. Measured with
         # benchmarks/invoke.py: p99 13.4 -> 2.0 ms and about -100 mCPU per sidecar.
         gc.freeze()
 
     async def _check_stores(self) -> None:
-        """Warn about stores that cannot be reached now. The sidecar still starts: their
-        calls fail with 500 until the store is back, and then work without a restart."""
+        """Warn about components that cannot be reached now. The sidecar still starts: their
+        calls fail with 500 until they are back, and then work without a restart."""
         for name, entry in self.state_stores.items():
             try:
                 await entry.store.ping()
             except StateError as exc:
                 log.warning("state store %s (%s) is unreachable: %s; its calls fail until it is back",
                             name, entry.type, exc)  # fmt: skip
+        await self.messaging.check()
 
     async def wait_for_app(self) -> None:
         """Wait until the app accepts connections on its port, then announce this sidecar."""
@@ -217,6 +226,7 @@ class Sidecar:
                 continue
             writer.close()
             break
+        await self.messaging.subscribe()
         self._app_ready = True
         self._announce()
 
@@ -230,17 +240,10 @@ class Sidecar:
         self.resolver.unregister()
         await self.api_server.stop()
         await self.peer_server.stop()
+        # Deliveries in progress finish (briefly) while the app channel is still open.
+        await self.messaging.close()
         await self.transport.close()
         await self.peer_transport.close()
         for entry in self.state_stores.values():
             await entry.store.close()
         await asyncio.get_running_loop().run_in_executor(None, shutdown_provider, self.tracer_provider)
-
-
-def _metadata_error(component: Component, exc: MetadataError) -> ResourceError:
-    items = component.resource.spec.metadata
-    index = next((i for i, item in enumerate(items) if item.name == exc.name), None)
-    path: tuple[str | int, ...] = (
-        ("spec", "metadata") if index is None else ("spec", "metadata", index, "value")
-    )
-    return component.document.error(path, exc.message, exc.value, exc.hint)

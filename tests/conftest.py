@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.redis_server import RedisServer
 from tests.support import Processes
 
 
@@ -18,3 +19,11 @@ def procs(tmp_path: Path) -> Iterator[Processes]:
         yield processes
     finally:
         processes.stop_all()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server shared by the suites that only need one (each uses its own keys)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 ECHO_APP = Path(__file__).parent / "apps" / "echo.py"
+SUBSCRIBER_APP = Path(__file__).parent / "apps" / "subscriber.py"
 STARTUP_SECONDS = 30.0
 
 
@@ -91,6 +92,25 @@ class Processes:
     def echo_app(self, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
         port = port or free_port()
         proc = self.spawn([sys.executable, str(ECHO_APP), str(port)], f"echo-{port}.log")
+        wait_for_port(port, proc)
+        return proc, port
+
+    def subscriber_app(
+        self,
+        subscriptions: list[dict[str, object]] | None = None,
+        behaviour: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> tuple[subprocess.Popen[bytes], int]:
+        """tests/apps/subscriber.py: answers `/dapr/subscribe` with `subscriptions` and each
+        route as `behaviour` says; every delivery is listed at GET /received."""
+        port = port or free_port()
+        env = self.env(
+            {
+                "SUBSCRIBER_SUBSCRIPTIONS": json.dumps(subscriptions or []),
+                "SUBSCRIBER_BEHAVIOUR": json.dumps(behaviour or {}),
+            }
+        )
+        proc = self.spawn([sys.executable, str(SUBSCRIBER_APP), str(port)], f"subscriber-{port}.log", env)
         wait_for_port(port, proc)
         return proc, port
 

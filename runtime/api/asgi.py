@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
 from multidict import CIMultiDict
 
@@ -191,6 +192,32 @@ async def _send_stream(send: Send, body: Stream, scope: Scope, receive: Receive)
         if gone is not None:
             gone.cancel()
         await body.aclose()
+
+
+def path_after(scope: Scope, prefix: bytes) -> tuple[str, str]:
+    """The path's first segment after `prefix`, and the rest, percent-decoded."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    first, _, rest = raw[len(prefix) :].decode("latin-1").partition("/")
+    return unquote(first), unquote(rest)
+
+
+async def run_call(
+    pipeline: Callable[[Call], Awaitable[Result]], send: Send, build: Callable[[], Awaitable[Call]]
+) -> Result | None:
+    """Build a call (a malformed request is answered at once), run it through the pipeline;
+    the result to render, or None when the answer (an error) has been sent already."""
+    try:
+        call = await build()
+    except CallError as error:
+        await send_error(send, error)
+        return None
+    except ClientDisconnectedError:
+        return None
+    result = await pipeline(call)
+    if result.error is not None:
+        await send_error(send, result.error)
+        return None
+    return result
 
 
 async def send_error(send: Send, error: CallError) -> None:

@@ -19,6 +19,7 @@ from outrig.middleware import Call, CallError, Hop, Pipeline
 from ..blocks.invoke import IDENTITY_HEADERS
 from .asgi import Receive, Scope, Send, send_error, serve_invoke
 from .invoke_path import INVOKE_PREFIX, parse_invoke_path
+from .pubsub_http import PubSubApi, is_publish_path
 from .state_http import ALPHA_STATE_PREFIX, STATE_PREFIX, StateApi
 
 APP_ID_HEADER = b"dapr-app-id"
@@ -35,6 +36,9 @@ class SidecarView(Protocol):
     @property
     def outbound_ready(self) -> bool: ...
 
+    @property
+    def max_request_bytes(self) -> int: ...
+
     def metadata(self) -> dict[str, Any]: ...
 
     def request_shutdown(self) -> None: ...
@@ -44,6 +48,7 @@ class AppApi:
     def __init__(self, pipeline: Pipeline, sidecar: SidecarView) -> None:
         self.pipeline = pipeline
         self.state = StateApi(pipeline)
+        self.pubsub = PubSubApi(pipeline, sidecar.max_request_bytes)
         self.router = control_routes(sidecar)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,6 +61,9 @@ class AppApi:
             locate = partial(parse_invoke_path, raw)
         elif raw.startswith(STATE_PREFIX) or raw.startswith(ALPHA_STATE_PREFIX):
             await self.state(scope, receive, send)
+            return
+        elif is_publish_path(raw):
+            await self.pubsub(scope, receive, send)
             return
         else:
             header = next((v for k, v in scope["headers"] if k == APP_ID_HEADER), None)

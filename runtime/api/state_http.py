@@ -14,22 +14,23 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from outrig.middleware import Call, CallError, Hop, Result
 
+from ..blocks.requests import FromBody
 from ..blocks.state import BulkGetRequest, GetRequest, QueryRequest, WriteRequest, render_items
 from ..components.state import Delete, Operation, Stored, Upsert
 from ..components.state.base import Concurrency
 from ..components.state.query import QueryError, QueryPage, parse_query
 from .asgi import (
-    ClientDisconnectedError,
     Receive,
     Scope,
     Send,
+    path_after,
     request_call,
+    run_call,
     send_empty,
-    send_error,
     send_json,
 )
 
@@ -187,25 +188,24 @@ class StateApi:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw: bytes = scope.get("raw_path") or scope["path"].encode()
         alpha = raw.startswith(ALPHA_STATE_PREFIX)
-        prefix = ALPHA_STATE_PREFIX if alpha else STATE_PREFIX
-        store, _, key = raw[len(prefix) :].decode("latin-1").partition("/")
-        store, key = unquote(store), unquote(key)
-        try:
+        store, key = path_after(scope, ALPHA_STATE_PREFIX if alpha else STATE_PREFIX)
+        operation, route, build = "", "", None
+
+        async def make() -> Call:
+            nonlocal operation, route, build
             operation, route, build = (_alpha_route if alpha else _route)(scope["method"], key)
             call = await request_call(
                 scope, receive, hop=Hop.APP_API, target=store, subject=key, route=route,
                 block="state", operation=operation,
             )  # fmt: skip
-            call.request = build(call, await call.read())
-        except CallError as error:
-            await send_error(send, error)
+            await call.read()
+            call.request = FromBody(build)
+            return call
+
+        result = await run_call(self.pipeline, send, make)
+        if result is None:
             return
-        except ClientDisconnectedError:
-            return
-        result = await self.pipeline(call)
-        if result.error is not None:
-            await send_error(send, result.error)
-        elif operation == "get":
+        if operation == "get":
             await _send_value(send, result.value)
         elif operation == "bulk_get":
             await send_json(send, 200, render_items(result.value))

@@ -1,6 +1,6 @@
 """State management: Dapr's state operations over pluggable stores.
 
-The block receives protocol-neutral requests (`call.request`, built by the HTTP adapter
+The block receives protocol-neutral requests (`call.request`, decoded from the HTTP body
 and later the gRPC one), prefixes keys as Dapr does, and runs each store operation as a
 call of its own through the store's component pipeline (a CLIENT span on the database
 conventions, later resiliency), so the trace reads API span -> store span.
@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outrig.middleware import Call, CallError, Hop, Pipeline, Result
 
 from ..components.state import Delete, EtagMismatchError, Operation, StateError, StateStore, Stored, Upsert
 from ..components.state.query import Query, supports_query
+from .requests import request_of
+
+if TYPE_CHECKING:
+    from .outbox import Outbox
 
 KEY_SEPARATOR = "||"
 
@@ -57,6 +61,8 @@ class StoreEntry:
     key_prefix: str
     stored_prefix: str = field(init=False)
     """What every key of this app starts with in the store: `appid||`, or nothing."""
+    outbox: Outbox | None = None
+    """Set when the store's metadata asks for Dapr's transactional outbox."""
 
     def __post_init__(self) -> None:
         self.stored_prefix = f"{self.key_prefix}{KEY_SEPARATOR}" if self.key_prefix else ""
@@ -102,7 +108,7 @@ class StateBlock:
                 f"state store {call.target} is not found (configured: {names})",
                 400,
             )
-        request = call.request
+        request = await request_of(call)
         if isinstance(request, GetRequest):
             full = entry.full_key(request.key)
             stored = await self._store_call(entry, call, "get", "GET", full, full)
@@ -114,7 +120,17 @@ class StateBlock:
         if isinstance(request, WriteRequest):
             operations = [_with_key(op, entry.full_key(op.key)) for op in request.operations]
             name = "TRANSACTION" if request.atomic else ("DELETE" if call.operation == "delete" else "SET")
-            await self._store_call(entry, call, "apply", name, "", (operations, request.atomic))
+            outbox = entry.outbox if request.atomic else None
+            if outbox is None:
+                await self._store_call(entry, call, "apply", name, "", (operations, request.atomic))
+                return Result(204)
+            marker, upsert = await outbox.prepare(operations, call.metadata)
+            try:
+                await self._store_call(entry, call, "apply", name, "", ([*operations, upsert], True))
+            except CallError as error:
+                if error.status == 409:  # certainly not applied (a lost reply may hide a commit)
+                    outbox.failed(marker)
+                raise
             return Result(204)
         if isinstance(request, QueryRequest):
             if not supports_query(entry.store):

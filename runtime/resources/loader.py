@@ -12,9 +12,12 @@ import pydantic
 
 from outrig.middleware import Middleware, PluginError, plugins
 
+from ..blocks.subscriptions import DECLARATIVE, Subscription, SubscriptionError, parse
+from ..components.metadata import MetadataError
+from ..components.pubsub import PUBSUB_TYPES
 from ..components.state import STORE_TYPES
 from .documents import Document, ResourceError, read_documents
-from .models import ComponentResource, ConfigurationResource, PipelineSpec
+from .models import ComponentResource, ConfigurationResource, PipelineSpec, SubscriptionResource
 
 log = logging.getLogger("outrig.resources")
 
@@ -36,6 +39,15 @@ class Component:
     def type(self) -> str:
         return self.resource.spec.type
 
+    def metadata_error(self, exc: MetadataError) -> ResourceError:
+        """A bad `spec.metadata` value, pointed at in the file."""
+        items = self.resource.spec.metadata
+        index = next((i for i, item in enumerate(items) if item.name == exc.name), None)
+        path: tuple[str | int, ...] = (
+            ("spec", "metadata") if index is None else ("spec", "metadata", index, "value")
+        )
+        return self.document.error(path, exc.message, exc.value, exc.hint)
+
 
 @dataclass
 class Resources:
@@ -44,6 +56,8 @@ class Resources:
     components: list[Component] = field(default_factory=list)
     configuration: ConfigurationResource | None = None
     configuration_document: Document | None = None
+    subscriptions: list[Subscription] = field(default_factory=list)
+    """Declarative subscriptions (`Subscription` resources) scoped to this app."""
 
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
@@ -101,8 +115,8 @@ def _add(resources: Resources, doc: Document, app_id: str) -> None:
                 component.metadata.name,
                 hint="component names must be unique",
             )
-        if not component.spec.type.startswith(MIDDLEWARE_PREFIX) and component.spec.type not in STORE_TYPES:
-            supported = ", ".join(["middleware.*", *sorted(STORE_TYPES)])
+        if not _supported(component.spec.type):
+            supported = ", ".join(["middleware.*", *sorted(STORE_TYPES), *sorted(PUBSUB_TYPES)])
             raise doc.error(
                 ("spec", "type"),
                 "component type not supported by this outrig version",
@@ -110,10 +124,44 @@ def _add(resources: Resources, doc: Document, app_id: str) -> None:
                 hint=f"supported: {supported} (see README: what works today)",
             )
         resources.components.append(Component(component, doc))
+    elif doc.kind == "Subscription":
+        subscription = _subscription(doc, app_id)
+        if subscription is not None:
+            resources.subscriptions.append(subscription)
     elif doc.kind == "Configuration":
         log.info("%s: Configuration %r ignored here; pass it with --config", doc.file, doc.name)
     else:
         log.warning("%s: resource kind %r not supported yet; ignored", doc.file, doc.kind)
+
+
+def _supported(component_type: str) -> bool:
+    return (
+        component_type.startswith(MIDDLEWARE_PREFIX)
+        or component_type in STORE_TYPES
+        or component_type in PUBSUB_TYPES
+    )
+
+
+def _subscription(doc: Document, app_id: str) -> Subscription | None:
+    resource = validate(doc, SubscriptionResource)
+    if resource.scopes and app_id not in resource.scopes:
+        return None
+    try:
+        return parse(resource.spec, DECLARATIVE)
+    except SubscriptionError as exc:
+        path = ("spec", *_field_path(exc.field)) if exc.field else ("spec",)
+        raise doc.error(path, exc.message, exc.value) from None
+
+
+def _field_path(dotted_field: str) -> tuple[str | int, ...]:
+    """`routes.rules[0].match` -> ("routes", "rules", 0, "match")."""
+    parts: list[str | int] = []
+    for piece in dotted_field.replace("]", "").split("."):
+        name, *indexes = piece.split("[")
+        if name:
+            parts.append(name)
+        parts.extend(int(i) for i in indexes)
+    return tuple(parts)
 
 
 def _warn_unknown(doc: Document, config: ConfigurationResource) -> None:

@@ -73,3 +73,14 @@ class ConfigurationResource(_Spec):
     kind: Literal["Configuration"]
     metadata: Metadata
     spec: ConfigurationSpec = Field(default_factory=ConfigurationSpec)
+
+
+class SubscriptionResource(_Spec):
+    """`dapr.io/v2alpha1` (`spec.routes`) or `v1alpha1` (`spec.route`); the spec's fields
+    are checked by `blocks.subscriptions.parse`, which knows routes and match rules."""
+
+    apiVersion: str  # noqa: N815
+    kind: Literal["Subscription"]
+    metadata: Metadata
+    spec: dict[str, Any]
+    scopes: list[str] = Field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -88,7 +89,14 @@ def test_configured_handlers_run_on_each_hop_in_declared_order(procs: Processes,
     # On the way back the same handlers unwind, innermost first.
     assert reply.headers.get_list("x-trail-back") == ["b-app", "b2", "b1", "a2", "a1"]
     meta = httpx.get(b.url("/v1.0/metadata")).json()
-    assert {c["name"] for c in meta["components"]} == {"one", "two", "to-app", "shout", "statestore"}
+    assert {c["name"] for c in meta["components"]} == {
+        "one",
+        "two",
+        "to-app",
+        "shout",
+        "statestore",
+        "pubsub",
+    }
 
 
 def start_failure(tmp_path: Path, *args: str) -> str:
@@ -181,3 +189,28 @@ def test_a_bad_store_setting_names_the_metadata_item_its_line_and_value(tmp_path
     assert f"{resources / 'redis.yaml'}:12:" in err and "Component 'cache'" in err
     assert "field spec.metadata[1].value: dialTimeout must be a duration (value: 5)" in err
     assert 'e.g. "500ms" or "5s"' in err
+
+
+def test_configured_handlers_run_on_publish_and_on_delivery(procs: Processes, tmp_path: Path) -> None:
+    """A publish is an app -> sidecar call (httpPipeline), a delivery a sidecar -> app call
+    (appHttpPipeline): the same handlers apply to them."""
+    resources = resource_folder(
+        tmp_path,
+        {
+            "middleware.yaml": header_component("to-app", "delivered")
+            + component_yaml("shout", "middleware.http.uppercase"),
+        },
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(configuration(["shout"], ["to-app"], {"shout": "middleware.http.uppercase"}))
+    _, port = procs.subscriber_app([{"pubsubname": "pubsub", "topic": "words", "route": "/words"}])
+    sidecar = procs.sidecar(
+        "talker", app_port=port, extra_args=["--resources-path", str(resources), "--config", str(config)]
+    )
+    assert httpx.post(sidecar.url("/v1.0/publish/pubsub/words"), json={"word": "quiet"}).status_code == 204
+    deadline = time.monotonic() + 15
+    while not (got := httpx.get(f"http://127.0.0.1:{port}/received").json()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got, "never delivered"
+    assert got[0]["event"]["data"] == {"WORD": "QUIET"}, "httpPipeline ran on the publish"
+    assert got[0]["headers"]["x-trail"] == "delivered", "appHttpPipeline ran on the delivery"

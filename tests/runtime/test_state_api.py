@@ -100,7 +100,7 @@ def test_keys_are_prefixed_by_app_id_unless_the_store_says_otherwise(
     resources = resource_folder(tmp_path, {"shared.yaml": shared, "scratch.yaml": scratch})
     three = procs.sidecar("three", extra_args=["--resources-path", str(resources)])
     types = {c["name"]: c["type"] for c in httpx.get(three.url("/v1.0/metadata")).json()["components"]}
-    assert types == {"shared": "state.sqlite", "scratch": "state.in-memory"}
+    assert types == {"shared": "state.sqlite", "scratch": "state.in-memory", "pubsub": "pubsub.sqlite"}
     four = procs.sidecar("four", extra_args=["--resources-path", str(resources)])
     httpx.post(store_url(three, store="shared"), json=[{"key": "k", "value": "shared"}])
     assert httpx.get(store_url(four, "/k", store="shared")).json() == "shared"

@@ -1,0 +1,197 @@
+"""The sidecar's messaging: its pubsub components, the app's subscriptions, and outboxes.
+
+Built with the sidecar; `start()` runs the outboxes' own subscribers, and `subscribe()`
+(once the app listens) reads the declarative and programmatic subscriptions and starts
+delivering. Subscriptions are read once, at start, as Dapr does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.trace import Tracer
+
+from outrig.middleware import Call, CallError, Hop, Next, Pipeline
+from outrig.middleware.tracing import ClientTracing
+
+from . import assembly
+from .blocks.delivery import Delivery
+from .blocks.outbox import Outbox
+from .blocks.pubsub import PublishEndpoint, PubSubEntry
+from .blocks.state import StoreEntry
+from .blocks.subscriptions import Subscription, from_app
+from .components.metadata import MetadataError, text
+from .components.pubsub import PUBSUB_TYPES, Consumer, PubSubError
+from .options import SidecarOptions
+from .resources import Resources
+
+log = logging.getLogger("outrig.pubsub")
+
+DEFAULT_PUBSUB = "pubsub"
+ASK_WAIT = 2.0
+"""How long the sidecar waits for the app's subscriptions before it reports ready."""
+
+
+class Messaging:
+    def __init__(
+        self,
+        options: SidecarOptions,
+        resources: Resources,
+        tracer: Tracer,
+        state_stores: Mapping[str, StoreEntry],
+        delivery: Pipeline,
+        app_channel: Next,
+    ) -> None:
+        self.app_id = options.app_id
+        self.resources = resources
+        self.delivery = delivery
+        self.app_channel = app_channel
+        # An app on gRPC lists its subscriptions over gRPC (ListTopicSubscriptions), not here.
+        self.asks_app = options.app_port is not None and options.app_protocol == "http"
+        self.pubsubs = {
+            spec.name: self._pubsub(spec, options, tracer)
+            for spec in assembly.specs(resources, PUBSUB_TYPES, DEFAULT_PUBSUB, "pubsub.sqlite")
+        }
+        self.outboxes = [
+            outbox
+            for name, entry in state_stores.items()
+            if (outbox := self._outbox(name, entry)) is not None
+        ]
+        self.subscriptions: list[Subscription] = []
+        self._consumers: list[Consumer] = []
+        self._late: asyncio.Task[None] | None = None
+
+    def _pubsub(self, spec: assembly.ComponentSpec, options: SidecarOptions, tracer: Tracer) -> PubSubEntry:
+        """A configured pubsub, or the embedded default `pubsub` (SQLite in the outrig home,
+        shared by the sidecars of this machine)."""
+        create = PUBSUB_TYPES[spec.type].create
+        broker = assembly.build(
+            spec,
+            "pubsub",
+            lambda: create(spec.name, spec.settings, options.home, self.app_id),
+            (PubSubError,),
+        )
+        pipeline = Pipeline([ClientTracing(tracer)], PublishEndpoint(spec.name, broker))
+        return PubSubEntry(spec.name, spec.type, broker, pipeline)
+
+    def _outbox(self, name: str, entry: StoreEntry) -> Outbox | None:
+        """Dapr's transactional outbox, when the store's metadata asks for it."""
+        component = self.resources.component(name)
+        settings = component.resource.settings() if component else {}
+        if component is None or not settings.get("outboxPublishPubsub"):
+            return None
+        try:
+            target = self._named_pubsub(settings, "outboxPublishPubsub")
+            internal = self._named_pubsub(settings, "outboxPubsub", target.name)
+            topic = text(settings, "outboxPublishTopic", required_hint="name the topic the items go to")
+        except MetadataError as exc:
+            raise component.metadata_error(exc) from None
+        entry.outbox = Outbox(self.app_id, entry, internal, target, topic)
+        return entry.outbox
+
+    def _named_pubsub(self, settings: Mapping[str, Any], field: str, default: str = "") -> PubSubEntry:
+        name = text(settings, field, default)
+        found = self.pubsubs.get(name)
+        if found is None:
+            configured = ", ".join(sorted(self.pubsubs))
+            raise MetadataError(field, name, "no pubsub component with this name",
+                                f"name one of the configured pubsubs: {configured}")  # fmt: skip
+        return found
+
+    async def check(self) -> None:
+        """Warn about brokers that cannot be reached now; the sidecar starts anyway."""
+        for name, pubsub in self.pubsubs.items():
+            try:
+                await pubsub.component.ping()
+            except PubSubError as exc:
+                log.warning("pubsub %s (%s) is unreachable: %s; publishing fails and deliveries wait "
+                            "until it is back", name, pubsub.type, exc)  # fmt: skip
+
+    async def start(self) -> None:
+        for outbox in self.outboxes:
+            self._consumers.append(await outbox.internal.component.subscribe(outbox.internal_topic, outbox))
+
+    async def subscribe(self) -> None:
+        """Start delivering: declarative subscriptions first, then the app's own (one per
+        pubsub and topic; a later duplicate is skipped with a warning, as is a subscription
+        to a pubsub that is not configured). An app slow to answer `GET /dapr/subscribe`
+        does not hold the sidecar back: its subscriptions start when it answers."""
+        await self._start(self.resources.subscriptions)
+        if not self.asks_app:
+            return
+        asking = asyncio.create_task(self._ask_app())
+        done, _ = await asyncio.wait({asking}, timeout=ASK_WAIT)
+        if done:
+            await self._start(from_app(asking.result(), self.app_id))
+            return
+        log.warning("app %s has not answered GET /dapr/subscribe within %gs; its subscriptions "
+                    "start when it does", self.app_id, ASK_WAIT)  # fmt: skip
+        self._late = asyncio.create_task(self._subscribe_late(asking))
+
+    async def _subscribe_late(self, asking: asyncio.Task[object]) -> None:
+        await self._start(from_app(await asking, self.app_id))
+
+    async def _start(self, found: Sequence[Subscription]) -> None:
+        taken = {(s.pubsub, s.topic) for s in self.subscriptions}
+        for subscription in found:
+            key = (subscription.pubsub, subscription.topic)
+            entry = self.pubsubs.get(subscription.pubsub)
+            if entry is None:
+                names = ", ".join(sorted(self.pubsubs))
+                log.error("subscription to topic %s: pubsub %s is not configured (configured: %s); skipped",
+                          subscription.topic, subscription.pubsub, names)  # fmt: skip
+                continue
+            if key in taken:
+                log.warning("a second subscription to topic %s of pubsub %s (%s) is skipped",
+                            subscription.topic, subscription.pubsub, subscription.kind.lower())  # fmt: skip
+                continue
+            taken.add(key)
+            delivery = Delivery(subscription, entry, self.delivery, entry.component.consumer_group)
+            self._consumers.append(await entry.component.subscribe(subscription.topic, delivery))
+            self.subscriptions.append(subscription)
+            log.info("subscribed to topic %s of pubsub %s (%s)",
+                     subscription.topic, subscription.pubsub, subscription.kind.lower())  # fmt: skip
+
+    async def _ask_app(self) -> object:
+        """The app's `GET /dapr/subscribe` (Dapr's programmatic subscriptions); none if the
+        app does not serve that route or answers garbage."""
+        call = Call(
+            block="pubsub", operation="subscriptions", target=self.app_id, subject="dapr/subscribe",
+            hop=Hop.APP_CHANNEL, route="", verb="GET",
+        )  # fmt: skip
+        try:
+            result = await self.app_channel(call)
+            body = await result.read()
+        except CallError as exc:
+            log.error("cannot ask app %s for its subscriptions: %s", self.app_id, exc.message)
+            return []
+        if result.status == 404:
+            return []
+        if result.status != 200:
+            log.error("app %s answered GET /dapr/subscribe with HTTP %d; no programmatic subscriptions",
+                      self.app_id, result.status)  # fmt: skip
+            return []
+        try:
+            return json.loads(body) if body.strip() else []
+        except ValueError as exc:
+            log.error("app %s: GET /dapr/subscribe is not JSON (%s); no programmatic subscriptions",
+                      self.app_id, exc)  # fmt: skip
+            return []
+
+    def describe_components(self) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "type": e.type, "version": "v1", "capabilities": sorted(e.component.features)}
+            for name, e in self.pubsubs.items()
+        ]
+
+    async def close(self) -> None:
+        if self._late is not None:
+            self._late.cancel()
+        for consumer in self._consumers:
+            await consumer.close()
+        for pubsub in self.pubsubs.values():
+            await pubsub.component.close()

@@ -1,0 +1,62 @@
+"""One trace from app A's request to app B's handler, across the broker, in exported spans."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import httpx
+
+from tests.runtime.test_tracing import wait_for_spans
+from tests.support import Processes
+
+
+def test_one_trace_from_a_request_through_publish_and_delivery_to_the_subscriber(procs: Processes) -> None:
+    _, shop_port = procs.subscriber_app()
+    shop = procs.sidecar("shop", app_port=shop_port)
+    _, shipping_port = procs.subscriber_app([{"pubsubname": "pubsub", "topic": "orders", "route": "/orders"}])
+    procs.sidecar("shipping", app_port=shipping_port)
+
+    trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
+    # App A (shop) is asked, through its sidecar, to publish; it publishes through that
+    # same sidecar, passing on the trace context it received (as any traced app does).
+    reply = httpx.post(
+        shop.invoke_url("shop", f"publish?sidecar={shop.http_port}&pubsub=pubsub&topic=orders"),
+        json={"order": 42},
+        headers={"traceparent": f"00-{trace_id}-{caller}-01"},
+    )
+    assert reply.status_code == 204, reply.text
+
+    deadline = time.monotonic() + 15
+    received: list[dict[str, object]] = []
+    while not received and time.monotonic() < deadline:
+        received = httpx.get(f"http://127.0.0.1:{shipping_port}/received").json()
+        time.sleep(0.05)
+    assert received, "app B never got the event"
+    seen_by_b = str(received[0]["headers"]["traceparent"])  # type: ignore[index]
+
+    spans = wait_for_spans(procs.home, trace_id, 6)
+    by_role = {(s.service, s.kind, s.name): s for s in spans}
+    invoke_route = "POST /v1.0/invoke/{appId}/method/{method}"
+    a_invoke = by_role[("shop", "SERVER", invoke_route)]
+    a_to_app = by_role[("shop", "CLIENT", "POST")]
+    a_publish = by_role[("shop", "SERVER", "POST /v1.0/publish/{pubsubname}/{topic}")]
+    a_send = by_role[("shop", "PRODUCER", "send orders")]
+    b_process = by_role[("shipping", "CONSUMER", "process orders")]
+    b_to_app = by_role[("shipping", "CLIENT", "POST /orders")]
+
+    assert a_invoke.parent_id == caller
+    assert a_to_app.parent_id == a_invoke.span_id
+    assert a_publish.parent_id == a_to_app.span_id, "app A's publish continues its request's trace"
+    assert a_send.parent_id == a_publish.span_id
+    assert b_process.parent_id == a_send.span_id, "the delivery continues the publish, across the broker"
+    assert b_to_app.parent_id == b_process.span_id
+    assert seen_by_b.split("-")[1:3] == [trace_id, b_to_app.span_id], "app B's handler is in the trace"
+
+    send, process = a_send.attributes, b_process.attributes
+    assert send["messaging.system"] == process["messaging.system"] == "sqlite"
+    assert send["messaging.destination.name"] == process["messaging.destination.name"] == "orders"
+    assert (send["messaging.operation.type"], process["messaging.operation.type"]) == ("send", "process")
+    assert send["messaging.message.id"] == process["messaging.message.id"]
+    assert process["messaging.consumer.group.name"] == "shipping"
+    assert process["outrig.pubsub.outcome"] == "SUCCESS"
