@@ -80,6 +80,9 @@ class Call:
     attributes: dict[str, Any] = field(default_factory=dict)
     """Facts about this call recorded on its span (semantic-convention names), set by the
     adapter and by middleware before the tracing layer starts the span."""
+    links: list[dict[str, str]] = field(default_factory=list)
+    """Trace contexts this call's span links to, as W3C carriers (`traceparent`,
+    `tracestate`): the messages of a batch delivered at once, say."""
 
     async def read(self) -> bytes:
         """Drain a streamed body into bytes (and keep it), for middleware that must see it."""

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from ._call import Call, Hop, Next, Result, Stream
 from ._errors import CallError
@@ -45,6 +45,11 @@ def _messaging(call: Call) -> tuple[str, SpanKind] | None:
     return f"{name} {call.subject}", _MESSAGING_KINDS.get(operation_type, SpanKind.INTERNAL)
 
 
+def _link(carrier: dict[str, str]) -> Link | None:
+    context = trace.get_current_span(propagate.extract(carrier)).get_span_context()
+    return Link(context) if context.is_valid else None
+
+
 def _operation(call: Call) -> str:
     return call.block if call.operation == call.block else f"{call.block}.{call.operation}"
 
@@ -73,7 +78,10 @@ class _Tracing:
         attributes[ATTR_DAPR_NAME] = _dapr_name(call)
         if call.hop is not Hop.COMPONENT:
             attributes["http.request.method"] = call.verb
-        return self.tracer.start_span(name, context=parent, kind=kind or self.kind, attributes=attributes)
+        links = [link for carrier in call.links if (link := _link(carrier)) is not None]
+        return self.tracer.start_span(
+            name, context=parent, kind=kind or self.kind, attributes=attributes, links=links
+        )
 
     def _is_error(self, status: int) -> bool:
         raise NotImplementedError

@@ -151,7 +151,10 @@ class Messaging:
                 continue
             taken.add(key)
             delivery = Delivery(subscription, entry, self.delivery, entry.component.consumer_group)
-            self._consumers.append(await entry.component.subscribe(subscription.topic, delivery))
+            batch = subscription.bulk.max_messages if subscription.bulk else 1
+            self._consumers.append(
+                await entry.component.subscribe(subscription.topic, delivery, at_least=batch)
+            )
             self.subscriptions.append(subscription)
             log.info("subscribed to topic %s of pubsub %s (%s)",
                      subscription.topic, subscription.pubsub, subscription.kind.lower())  # fmt: skip

@@ -13,10 +13,15 @@ dropped before the app sees them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import json
 import logging
-from collections.abc import Mapping
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from multidict import CIMultiDict
@@ -39,6 +44,27 @@ class Outcome(enum.StrEnum):
     SUCCESS = "SUCCESS"
     RETRY = "RETRY"
     DROP = "DROP"
+
+
+def bulk_outcomes(status: int, body: bytes, entry_ids: Sequence[str]) -> dict[str, Outcome]:
+    """What the app's answer to a batch means for each entry: its `statuses` list
+    (`[{entryId, status}]`); an entry it leaves out is RETRY, as in Dapr; HTTP 404 drops
+    the batch, any other failure retries it."""
+    if status == 404:
+        return dict.fromkeys(entry_ids, Outcome.DROP)
+    verdicts = dict.fromkeys(entry_ids, Outcome.RETRY)
+    if not 200 <= status < 300:
+        return verdicts
+    try:
+        statuses = json.loads(body).get("statuses")
+    except (ValueError, AttributeError):
+        return verdicts
+    for item in statuses if isinstance(statuses, list) else []:
+        entry_id = item.get("entryId") if isinstance(item, dict) else None
+        if entry_id in verdicts:
+            with contextlib.suppress(ValueError):  # an unknown status stays RETRY
+                verdicts[entry_id] = Outcome(str(item.get("status", "")).upper())
+    return verdicts
 
 
 def outcome(status: int, body: bytes) -> Outcome:
@@ -76,6 +102,13 @@ class AppDelivery:
         body = b""
         if result.error is None:
             body = await _read_some(result)
+        if call.operation == "deliver_bulk":
+            verdicts = bulk_outcomes(result.status, body, call.request)
+            counts = Counter(v.value for v in verdicts.values())
+            trace.get_current_span().set_attribute(
+                "outrig.pubsub.outcome", ",".join(f"{k}={n}" for k, n in sorted(counts.items()))
+            )
+            return Result(result.status, value=verdicts, error=result.error)
         verdict = outcome(result.status, body)
         trace.get_current_span().set_attribute("outrig.pubsub.outcome", verdict.value)
         return Result(result.status, value=verdict, error=result.error)
@@ -97,8 +130,19 @@ async def _read_some(result: Result) -> bytes:
     return b"".join(parts)[:ANSWER_LIMIT]
 
 
+@dataclass
+class _Batch:
+    """Events waiting to go to one route together, each with the future of its verdict."""
+
+    events: dict[str, tuple[Mapping[str, Any], Mapping[str, str]]] = field(default_factory=dict)
+    verdicts: dict[str, asyncio.Future[Outcome]] = field(default_factory=dict)
+    timer: asyncio.TimerHandle | None = None
+
+
 class Delivery:
-    """One subscription's handler: called by the component for each message."""
+    """One subscription's handler: called by the component for each message. With
+    `bulkSubscribe`, events for one route are gathered (up to `maxMessagesCount`, for at
+    most `maxAwaitDurationMs`) and sent in one request; each gets its own verdict."""
 
     def __init__(
         self, subscription: Subscription, entry: PubSubEntry, pipeline: Pipeline, group: str
@@ -108,6 +152,8 @@ class Delivery:
         self.pipeline = pipeline
         self.group = group
         self.name = f"{entry.name}/{subscription.topic}"
+        self._batches: dict[str, _Batch] = {}
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def __call__(self, message: Message) -> bool:
         sub = self.subscription
@@ -122,7 +168,10 @@ class Delivery:
             log.warning("%s: no route matches event %s and there is no default; dropped",
                         self.name, event.get("id"))  # fmt: skip
             return True
-        verdict = await self._deliver(event, path, message.metadata)
+        if sub.bulk is None:
+            verdict = await self._deliver(event, path, message.metadata)
+        else:
+            verdict = await self._gather(message.id, event, path, message.metadata)
         if verdict is not Outcome.RETRY:
             if verdict is Outcome.DROP:
                 log.warning("%s: the app dropped event %s", self.name, event.get("id"))
@@ -131,21 +180,22 @@ class Delivery:
             return await self._dead_letter(message, event)
         return False
 
-    async def _deliver(self, event: Mapping[str, Any], path: str, metadata: Mapping[str, str]) -> Outcome:
-        headers: CIMultiDict[str] = CIMultiDict(
-            {"content-type": cloudevents.CLOUDEVENT_CONTENT_TYPE, "pubsubname": self.subscription.pubsub}
-        )
-        for key in TRACE_KEYS:
-            value = event.get(key) or metadata.get(key)
-            if isinstance(value, str) and value:
-                headers[key] = value
-        attributes: dict[str, Any] = {
+    def _attributes(self) -> dict[str, Any]:
+        return {
             **self.entry.component.span_attributes,
             "messaging.destination.name": self.subscription.topic,
             "messaging.operation.type": "process",
             "messaging.operation.name": "process",
             "messaging.consumer.group.name": self.group,
         }
+
+    def _headers(self, content_type: str) -> CIMultiDict[str]:
+        return CIMultiDict({"content-type": content_type, "pubsubname": self.subscription.pubsub})
+
+    async def _deliver(self, event: Mapping[str, Any], path: str, metadata: Mapping[str, str]) -> Outcome:
+        headers = self._headers(cloudevents.CLOUDEVENT_CONTENT_TYPE)
+        headers.update(_trace_carrier(event, metadata))
+        attributes = self._attributes()
         if isinstance(event.get("id"), str):
             attributes["messaging.message.id"] = event["id"]
         call = Call(
@@ -162,6 +212,68 @@ class Delivery:
         verdict: Outcome = result.value
         return verdict
 
+    async def _gather(
+        self, entry_id: str, event: Mapping[str, Any], path: str, metadata: Mapping[str, str]
+    ) -> Outcome:
+        settings = self.subscription.bulk
+        assert settings is not None
+        batch = self._batches.get(path)
+        if batch is None:
+            batch = self._batches[path] = _Batch()
+            batch.timer = asyncio.get_running_loop().call_later(settings.max_await_seconds, self._flush, path)
+        batch.events[entry_id] = (event, metadata)
+        verdict: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        batch.verdicts[entry_id] = verdict
+        if len(batch.events) >= settings.max_messages:
+            self._flush(path)
+        return await verdict
+
+    def _flush(self, path: str) -> None:
+        batch = self._batches.pop(path, None)
+        if batch is None:
+            return
+        if batch.timer is not None:
+            batch.timer.cancel()
+        task = asyncio.create_task(self._deliver_batch(batch, path))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _deliver_batch(self, batch: _Batch, path: str) -> None:
+        """One request for the whole batch: a CONSUMER span linked to each event's publisher
+        (the messaging conventions for a batch), and a verdict per entry."""
+        sub = self.subscription
+        envelope = {
+            "id": str(uuid.uuid4()),
+            "entries": [
+                {"entryId": entry_id, "event": event, "contentType": cloudevents.CLOUDEVENT_CONTENT_TYPE,
+                 "metadata": dict(metadata)}
+                for entry_id, (event, metadata) in batch.events.items()
+            ],
+            "metadata": {},
+            "pubsubname": sub.pubsub,
+            "topic": sub.topic,
+            "type": "com.dapr.event.sent.bulk",
+        }  # fmt: skip
+        attributes = {**self._attributes(), "messaging.batch.message_count": len(batch.events)}
+        call = Call(
+            block="pubsub", operation="deliver_bulk", target=self.entry.name, subject=sub.topic,
+            hop=Hop.COMPONENT, route=path, metadata=self._headers("application/json"),
+            body=json.dumps(envelope).encode(), verb="POST", request=list(batch.events),
+            attributes=attributes, links=[_trace_carrier(e, m) for e, m in batch.events.values()],
+        )  # fmt: skip
+        verdicts: dict[str, Outcome] = {}
+        try:
+            result = await self.pipeline(call)
+            if result.error is not None:
+                log.warning("%s: delivery of a batch of %d failed: %s",
+                            self.name, len(batch.events), result.error.message)  # fmt: skip
+            else:
+                verdicts = result.value
+        finally:
+            for entry_id, future in batch.verdicts.items():
+                if not future.done():
+                    future.set_result(verdicts.get(entry_id, Outcome.RETRY))
+
     async def _dead_letter(self, message: Message, event: Mapping[str, Any]) -> bool:
         topic = self.subscription.dead_letter_topic
         assert topic is not None
@@ -173,3 +285,13 @@ class Delivery:
             return False
         log.info("%s: event %s moved to dead-letter topic %s", self.name, event.get("id"), topic)
         return True
+
+
+def _trace_carrier(event: Mapping[str, Any], metadata: Mapping[str, str]) -> dict[str, str]:
+    """The publisher's trace context: from the CloudEvent, or the message's metadata."""
+    carrier: dict[str, str] = {}
+    for key in TRACE_KEYS:
+        value = event.get(key) or metadata.get(key)
+        if isinstance(value, str) and value:
+            carrier[key] = value
+    return carrier

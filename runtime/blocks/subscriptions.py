@@ -50,6 +50,14 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class BulkSettings:
+    """`bulkSubscribe`: events delivered to the app in batches (Dapr's defaults)."""
+
+    max_messages: int = 100
+    max_await_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
 class Subscription:
     pubsub: str
     topic: str
@@ -58,6 +66,7 @@ class Subscription:
     dead_letter_topic: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     kind: str = PROGRAMMATIC
+    bulk: BulkSettings | None = None
 
     @property
     def raw_payload(self) -> bool:
@@ -81,7 +90,10 @@ class Subscription:
             "rules": rules,
             "deadLetterTopic": self.dead_letter_topic or "",
             "type": self.kind,
-        }
+            **({"bulkSubscribe": {"enabled": True, "maxMessagesCount": self.bulk.max_messages,
+                                  "maxAwaitDurationMs": int(self.bulk.max_await_seconds * 1000)}}
+               if self.bulk else {}),
+        }  # fmt: skip
 
 
 def _path(value: object, where: str) -> str:
@@ -146,6 +158,7 @@ def parse(item: object, kind: str = PROGRAMMATIC) -> Subscription:
     if not isinstance(metadata, Mapping):
         raise SubscriptionError("metadata", "metadata must be an object of strings", metadata)
     return Subscription(
+        bulk=_bulk(item.get("bulkSubscribe")),
         pubsub=pubsub,
         topic=topic,
         rules=tuple(rules),
@@ -154,6 +167,31 @@ def parse(item: object, kind: str = PROGRAMMATIC) -> Subscription:
         metadata={str(k): str(v) for k, v in metadata.items()},
         kind=kind,
     )
+
+
+def _bulk(value: object) -> BulkSettings | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise SubscriptionError("bulkSubscribe", "bulkSubscribe must be an object with enabled", value)
+    enabled = value.get("enabled", False)
+    if str(enabled).lower() not in ("true", "false"):
+        raise SubscriptionError("bulkSubscribe.enabled", "enabled must be true or false", enabled)
+    if str(enabled).lower() == "false":
+        return None
+    defaults = BulkSettings()
+    limits = {
+        "maxMessagesCount": defaults.max_messages,
+        "maxAwaitDurationMs": int(defaults.max_await_seconds * 1000),
+    }
+    for name in limits:
+        raw = value.get(name)
+        if raw is None:
+            continue
+        if isinstance(raw, bool) or not str(raw).isdigit() or int(str(raw)) < 1:
+            raise SubscriptionError(f"bulkSubscribe.{name}", f"{name} must be a whole number above 0", raw)
+        limits[name] = int(str(raw))
+    return BulkSettings(limits["maxMessagesCount"], limits["maxAwaitDurationMs"] / 1000)
 
 
 def from_app(items: object, app_id: str) -> list[Subscription]:

@@ -1,4 +1,5 @@
-"""A test app: listens on APP_PORT, writes what it saw to a file, exits as told.
+"""A test app: listens on APP_PORT (answering every request 404, as an app with no
+subscriptions answers `GET /dapr/subscribe`), writes what it saw to a file, exits as told.
 
 Argument 1: a file to write `DAPR_HTTP_PORT,DAPR_GRPC_PORT,APP_ID` and later `signal N`.
 Argument 2: `exit:N` to exit with code N after 0.5 s, or `wait` to wait for a signal and
@@ -11,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +22,17 @@ listener = socket.socket()
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 listener.bind(("127.0.0.1", int(os.environ["APP_PORT"])))
 listener.listen()
+
+
+def answer_404() -> None:
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+threading.Thread(target=answer_404, daemon=True).start()
 report.write_text(f"{os.environ['DAPR_HTTP_PORT']},{os.environ['DAPR_GRPC_PORT']},{os.environ['APP_ID']}\n")
 
 

@@ -6,7 +6,8 @@ Run: python subscriber.py PORT. Environment:
   "success" (`{"status": "SUCCESS"}`), "empty" (200, no body), "text" (200, a plain-text
   body), "drop", "retry", "status:N" (HTTP N), "garbage" (200 with an unknown status),
   "slow:S" (sleep S seconds, then SUCCESS); a suffix "*K" applies it only to the first K
-  deliveries of each event id, SUCCESS after that.
+  deliveries of each event id, SUCCESS after that. Batches (`bulkSubscribe`) are recorded
+  entry by entry, each answered as its route's behaviour says.
 Routes: GET /received (every delivery so far, in order), POST /publish?sidecar=P&pubsub=N
 &topic=T (publishes its body through the sidecar on port P, passing the trace context on).
 """
@@ -49,26 +50,33 @@ async def publish(request: web.Request) -> web.Response:
         return web.Response(status=reply.status, body=await reply.read())
 
 
+def record(request: web.Request, event: dict[str, Any], batch: int = 0) -> str:
+    """Note one delivery; the behaviour that applies to this attempt."""
+    event_id = str(event.get("id", ""))
+    ATTEMPTS[event_id] += 1
+    RECEIVED.append(
+        {
+            "route": request.path,
+            "id": event_id,
+            "attempt": ATTEMPTS[event_id],
+            "event": event,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "batch": batch,
+        }
+    )
+    behaviour, _, times = BEHAVIOUR.get(request.path, "success").partition("*")
+    return "success" if times and ATTEMPTS[event_id] > int(times) else behaviour
+
+
 async def deliver(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     try:
         event = json.loads(body)
     except ValueError:
         event = {"unparsed": body.decode("utf-8", "replace")}
-    event_id = str(event.get("id", ""))
-    ATTEMPTS[event_id] += 1
-    record = {
-        "route": request.path,
-        "id": event_id,
-        "attempt": ATTEMPTS[event_id],
-        "event": event,
-        "headers": {k.lower(): v for k, v in request.headers.items()},
-    }
-    RECEIVED.append(record)
-    behaviour, _, times = BEHAVIOUR.get(request.path, "success").partition("*")
-    if times and ATTEMPTS[event_id] > int(times):
-        behaviour = "success"
-    name, _, arg = behaviour.partition(":")
+    if event.get("type") == "com.dapr.event.sent.bulk":
+        return deliver_bulk(request, event["entries"])
+    name, _, arg = record(request, event).partition(":")
     if name == "slow":
         await asyncio.sleep(float(arg))
     elif name == "empty":
@@ -84,6 +92,17 @@ async def deliver(request: web.Request) -> web.StreamResponse:
     elif name == "garbage":
         return web.json_response({"status": "MAYBE-LATER"})
     return web.json_response({"status": "SUCCESS"})
+
+
+def deliver_bulk(request: web.Request, entries: list[dict[str, Any]]) -> web.Response:
+    """A batch (`bulkSubscribe`): each entry recorded and answered as its behaviour says
+    ("success", "drop", "retry", or "silent": left out of the answer)."""
+    statuses = []
+    for entry in entries:
+        behaviour = record(request, entry["event"], batch=len(entries))
+        if behaviour != "silent":
+            statuses.append({"entryId": entry["entryId"], "status": behaviour.upper()})
+    return web.json_response({"statuses": statuses})
 
 
 def main() -> None:

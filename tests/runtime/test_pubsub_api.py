@@ -10,6 +10,7 @@ import base64
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,12 @@ SUBSCRIPTIONS: list[dict[str, Any]] = [
         },
     },
     {"pubsubname": "pubsub", "topic": "no-default", "routes": {"rules": [{"match": "false", "path": "/x"}]}},
+    {
+        "pubsubname": "pubsub",
+        "topic": "batched",
+        "route": "/batched",
+        "bulkSubscribe": {"enabled": True, "maxMessagesCount": 5, "maxAwaitDurationMs": 300},
+    },
     {"pubsubname": "nowhere", "topic": "lost", "route": "/lost"},
 ]
 BEHAVIOUR = {
@@ -60,6 +67,7 @@ BEHAVIOUR = {
     "/text": "text",
     "/ttl": "retry*1",
     "/doomed": "retry",
+    "/batched": "retry*1",
 }
 DECLARED = """apiVersion: dapr.io/v2alpha1
 kind: Subscription
@@ -333,6 +341,25 @@ def test_bulk_publish_delivers_every_entry(bench: Bench) -> None:
         range(10)
     )
     assert [r["event"]["data"] for r in got if isinstance(r["event"]["data"], str)] == [f"text {m}"]
+
+
+def test_bulk_subscriptions_get_batches_with_a_verdict_per_entry(bench: Bench) -> None:
+    m = marker()
+    entries = [
+        {"entryId": f"e{i}", "event": {"i": i, "m": m}, "contentType": "application/json"} for i in range(12)
+    ]
+    reply = bench.client.post(bench.sidecar.url("/v1.0-alpha1/publish/bulk/pubsub/batched"), json=entries)
+    assert reply.status_code == 204
+    bench.wait_for(m, 24)
+    got = bench.settle(m, 1.5)
+    by_event = Counter(r["event"]["data"]["i"] for r in got)
+    assert by_event == dict.fromkeys(range(12), 2), "each entry RETRY once, then SUCCESS"
+    sizes = [r["batch"] for r in got]
+    assert max(sizes) <= 5 and max(sizes) > 1, sizes
+    assert all(r["route"] == "/batched" for r in got)
+    listed = bench.client.get(bench.sidecar.url("/v1.0/metadata")).json()["subscriptions"]
+    [batched] = [s for s in listed if s["topic"] == "batched"]
+    assert batched["bulkSubscribe"] == {"enabled": True, "maxMessagesCount": 5, "maxAwaitDurationMs": 300}
 
 
 Check = Callable[[httpx.Response], None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Any
 
 import httpx
 
@@ -60,3 +61,39 @@ def test_one_trace_from_a_request_through_publish_and_delivery_to_the_subscriber
     assert send["messaging.message.id"] == process["messaging.message.id"]
     assert process["messaging.consumer.group.name"] == "shipping"
     assert process["outrig.pubsub.outcome"] == "SUCCESS"
+
+
+def test_a_batch_delivery_links_to_the_publish_of_each_event(procs: Processes) -> None:
+    bulk = {"enabled": True, "maxMessagesCount": 3, "maxAwaitDurationMs": 5000}
+    subscription = {"pubsubname": "pubsub", "topic": "batched", "route": "/batched", "bulkSubscribe": bulk}
+    _, port = procs.subscriber_app([subscription])
+    sidecar = procs.sidecar("batcher", app_port=port)
+    traces = [secrets.token_hex(16) for _ in range(3)]
+    for trace_id in traces:
+        reply = httpx.post(
+            sidecar.url("/v1.0/publish/pubsub/batched"),
+            json={"t": trace_id},
+            headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+        )
+        assert reply.status_code == 204
+    producers = {}
+    for trace_id in traces:
+        spans = wait_for_spans(procs.home, trace_id, 2)
+        [send] = [s for s in spans if s.kind == "PRODUCER"]
+        producers[trace_id] = send.span_id
+
+    deadline = time.monotonic() + 15
+    received: list[dict[str, Any]] = []
+    while len(received) < 3 and time.monotonic() < deadline:
+        received = httpx.get(f"http://127.0.0.1:{port}/received").json()
+        time.sleep(0.05)
+    assert [r["batch"] for r in received] == [3, 3, 3], "one batch of three"
+    batch_trace = received[0]["headers"]["traceparent"].split("-")[1]
+    spans = wait_for_spans(procs.home, batch_trace, 2)
+    [process] = [s for s in spans if s.kind == "CONSUMER"]
+    assert process.name == "process batched"
+    assert process.parent_id is None, "a batch starts its own trace..."
+    assert {(link["trace_id"], link["span_id"]) for link in process.links} == set(producers.items()), (
+        "...linked to the publish of each of its events"
+    )
+    assert process.attributes["messaging.batch.message_count"] == 3

@@ -67,8 +67,10 @@ class PubSub(Protocol):
         """Hand one message to the broker; returns its broker id. Raises `PubSubError`."""
         ...
 
-    async def subscribe(self, topic: str, handler: Handler) -> Consumer:
-        """Start consuming `topic` in this component's consumer group."""
+    async def subscribe(self, topic: str, handler: Handler, *, at_least: int = 1) -> Consumer:
+        """Start consuming `topic` in this component's consumer group, with `concurrency`
+        messages in handlers at once, or `at_least` if that is more (a batching handler
+        needs a batch's worth)."""
         ...
 
     async def ping(self) -> None:

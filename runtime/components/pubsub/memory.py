@@ -102,13 +102,13 @@ class MemoryPubSub:
             queue.arrived.set()
         return message.id
 
-    async def subscribe(self, topic: str, handler: Handler) -> Consumer:
+    async def subscribe(self, topic: str, handler: Handler, *, at_least: int = 1) -> Consumer:
         queue = self._topics.setdefault(topic, {}).setdefault(self.settings.group, _GroupQueue())
         loop = ConsumerLoop(
             _QueueSource(queue, self.settings.processing_timeout),
             handler,
             name=f"{self.name}/{topic}",
-            concurrency=self.settings.concurrency,
+            concurrency=max(at_least, self.settings.concurrency),
             processing_timeout=self.settings.processing_timeout,
         )
         self._consumers.append(loop)

@@ -82,7 +82,7 @@ class RedisPubSub:
             raise PubSubError(f"redis at {self.settings.address}: {exc}") from exc
         return str(entry_id.decode())
 
-    async def subscribe(self, topic: str, handler: Handler) -> Consumer:
+    async def subscribe(self, topic: str, handler: Handler, *, at_least: int = 1) -> Consumer:
         s = self.consumer_settings
         # Its own connection: a blocked read must not hold up other commands.
         reader = RedisConnection(
@@ -90,7 +90,7 @@ class RedisPubSub:
         )
         source = _StreamSource(self, topic, reader)
         loop = ConsumerLoop(
-            source, handler, name=f"{self.name}/{topic}", concurrency=s.concurrency,
+            source, handler, name=f"{self.name}/{topic}", concurrency=max(at_least, s.concurrency),
             processing_timeout=s.processing_timeout,
         )  # fmt: skip
         self._consumers.append((loop, reader))

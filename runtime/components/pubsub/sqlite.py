@@ -105,12 +105,12 @@ _WAKERS: dict[tuple[str, str], set[asyncio.Event]] = {}
 class _Subscription:
     """One topic's consumer: the `Source` its ConsumerLoop fetches from, and the `Consumer`."""
 
-    def __init__(self, broker: SqlitePubSub, topic: str, handler: Handler) -> None:
+    def __init__(self, broker: SqlitePubSub, topic: str, handler: Handler, at_least: int = 1) -> None:
         self.broker, self.topic, self.group = broker, topic, broker.settings.group
         self.woken = asyncio.Event()
         self._key = (broker.key, topic)
         _WAKERS.setdefault(self._key, set()).add(self.woken)
-        timeout, concurrency = broker.settings.processing_timeout, broker.settings.concurrency
+        timeout, concurrency = broker.settings.processing_timeout, max(at_least, broker.settings.concurrency)
         name = f"{broker.name}/{topic}"
         self.loop = ConsumerLoop(
             self, handler, name=name, concurrency=concurrency, processing_timeout=timeout
@@ -285,11 +285,11 @@ class SqlitePubSub:
             woken.set()
         return str(seq)
 
-    async def subscribe(self, topic: str, handler: Handler) -> Consumer:
+    async def subscribe(self, topic: str, handler: Handler, *, at_least: int = 1) -> Consumer:
         """Creates the group at cursor 0 if new: it starts with every retained message."""
         group = self.settings.group
         await self._run(lambda: self._conn.execute(CREATE_GROUP, (topic, group)))
-        subscription = _Subscription(self, topic, handler)
+        subscription = _Subscription(self, topic, handler, at_least)
         self._subscriptions.add(subscription)
         return subscription
 

@@ -236,3 +236,26 @@ async def test_at_most_concurrency_messages_in_handlers(make: MakeBroker) -> Non
     await asyncio.gather(*(broker.publish(name, d, {}) for d in payloads(20)))
     await inbox.until(lambda: len(inbox.got) >= 20)
     assert peak == 3
+
+
+async def test_a_subscription_can_ask_for_more_than_the_concurrency(make: MakeBroker) -> None:
+    """A batching handler (bulk subscribe) needs a batch's worth of messages at once."""
+    busy = peak = 0
+    release = asyncio.Event()
+
+    async def hold(message: Message, count: int) -> bool:
+        nonlocal busy, peak
+        busy += 1
+        peak = max(peak, busy)
+        await release.wait()
+        return True
+
+    broker, name = make("app", concurrency="3"), topic()
+    inbox = Inbox(hold)
+    await broker.subscribe(name, inbox, at_least=6)
+    await asyncio.gather(*(broker.publish(name, d, {}) for d in payloads(8)))
+    await inbox.until(lambda: len(inbox.got) >= 6)
+    await asyncio.sleep(0.2)
+    assert peak == 6
+    release.set()
+    await inbox.until(lambda: len(inbox.got) >= 8)
