@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +44,12 @@ def parser() -> argparse.ArgumentParser:
         "--internal-port", type=_port, default=0, help="sidecar-to-sidecar port (default: any free port)"
     )
     run.add_argument("--metrics-port", "-M", type=_port, default=9090)
+    run.add_argument(
+        "--dapr-listen-addresses",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="address the API, peer and metrics ports listen on (default 127.0.0.1; 0.0.0.0 in containers)",
+    )
     run.add_argument("--resources-path", "-d", type=Path, action="append", default=[])
     run.add_argument("--config", "-c", type=Path)
     run.add_argument(
@@ -54,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="MB",
         help="largest publish/state request body in MB (default 4; invocations stream)",
     )
+    run.add_argument("--log-as-json", action="store_true", help="log JSON lines (with trace_id and span_id)")
     run.add_argument("--log-level", choices=["debug", "info", "warn", "error", "fatal"], default="info")
 
     traces = sub.add_parser("traces", help="print recent traces from the local trace store")
@@ -90,11 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
     level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(args.log_level, args.log_level.upper())
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s [{args.app_id}] %(name)s: %(message)s",
-    )
+    from outrig.telemetry.logs import configure
+
+    configure(args.app_id, level, args.log_as_json)
     options = SidecarOptions(
         app_id=args.app_id,
         app_port=args.app_port,
@@ -104,6 +108,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         grpc_port=args.dapr_grpc_port,
         internal_port=args.internal_port,
         metrics_port=args.metrics_port,
+        listen_address=args.dapr_listen_addresses,
         resources_paths=tuple(args.resources_path),
         config_path=args.config,
         log_level=args.log_level,

@@ -8,9 +8,10 @@ delivering. Subscriptions are read once, at start, as Dapr does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.trace import Tracer
@@ -26,6 +27,7 @@ from .blocks.state import StoreEntry
 from .blocks.subscriptions import Subscription, from_app
 from .components.metadata import MetadataError, text
 from .components.pubsub import PUBSUB_TYPES, Consumer, PubSubError
+from .observability import BACKLOG_PERIOD, SidecarMetrics, component_layers
 from .options import SidecarOptions
 from .resources import Resources
 
@@ -45,7 +47,9 @@ class Messaging:
         state_stores: Mapping[str, StoreEntry],
         delivery: Pipeline,
         app_channel: Next,
+        metrics: SidecarMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.app_id = options.app_id
         self.resources = resources
         self.delivery = delivery
@@ -64,6 +68,7 @@ class Messaging:
         self.subscriptions: list[Subscription] = []
         self._consumers: list[Consumer] = []
         self._late: asyncio.Task[None] | None = None
+        self._backlogs: asyncio.Task[None] | None = None
 
     def _pubsub(self, spec: assembly.ComponentSpec, options: SidecarOptions, tracer: Tracer) -> PubSubEntry:
         """A configured pubsub, or the embedded default `pubsub` (SQLite in the outrig home,
@@ -75,7 +80,10 @@ class Messaging:
             lambda: create(spec.name, spec.settings, options.home, self.app_id),
             (PubSubError,),
         )
-        pipeline = Pipeline([ClientTracing(tracer)], PublishEndpoint(spec.name, broker))
+        pipeline = Pipeline(
+            [*component_layers(self.metrics, spec.name, spec.type), ClientTracing(tracer)],
+            PublishEndpoint(spec.name, broker),
+        )
         return PubSubEntry(spec.name, spec.type, broker, pipeline)
 
     def _outbox(self, name: str, entry: StoreEntry) -> Outbox | None:
@@ -107,11 +115,17 @@ class Messaging:
         for name, pubsub in self.pubsubs.items():
             try:
                 await pubsub.component.ping()
+                if self.metrics is not None:
+                    self.metrics.component(name, pubsub.type, True)
             except PubSubError as exc:
+                if self.metrics is not None:
+                    self.metrics.component(name, pubsub.type, False)
                 log.warning("pubsub %s (%s) is unreachable: %s; publishing fails and deliveries wait "
                             "until it is back", name, pubsub.type, exc)  # fmt: skip
 
     async def start(self) -> None:
+        if self.metrics is not None:
+            self._backlogs = asyncio.create_task(self._watch_backlogs())
         for outbox in self.outboxes:
             self._consumers.append(await outbox.internal.component.subscribe(outbox.internal_topic, outbox))
 
@@ -150,7 +164,13 @@ class Messaging:
                             subscription.topic, subscription.pubsub, subscription.kind.lower())  # fmt: skip
                 continue
             taken.add(key)
-            delivery = Delivery(subscription, entry, self.delivery, entry.component.consumer_group)
+            delivery = Delivery(
+                subscription,
+                entry,
+                self.delivery,
+                entry.component.consumer_group,
+                self._recorder(subscription),
+            )
             batch = subscription.bulk.max_messages if subscription.bulk else 1
             self._consumers.append(
                 await entry.component.subscribe(subscription.topic, delivery, at_least=batch)
@@ -158,6 +178,26 @@ class Messaging:
             self.subscriptions.append(subscription)
             log.info("subscribed to topic %s of pubsub %s (%s)",
                      subscription.topic, subscription.pubsub, subscription.kind.lower())  # fmt: skip
+
+    def _recorder(self, subscription: Subscription) -> Callable[[str, bool], None] | None:
+        metrics = self.metrics
+        if metrics is None:
+            return None
+        return functools.partial(metrics.delivered, subscription.pubsub, subscription.topic)
+
+    async def _watch_backlogs(self) -> None:
+        """Poll each subscription's backlog for `outrig_pubsub_backlog`."""
+        assert self.metrics is not None
+        while True:
+            for subscription in list(self.subscriptions):
+                entry = self.pubsubs[subscription.pubsub]
+                try:
+                    count = await entry.component.backlog(subscription.topic)
+                except PubSubError as exc:
+                    log.debug("backlog of %s/%s: %s", subscription.pubsub, subscription.topic, exc)
+                    continue
+                self.metrics.backlog(subscription.pubsub, subscription.topic, count)
+            await asyncio.sleep(BACKLOG_PERIOD)
 
     async def _ask_app(self) -> object:
         """The app's `GET /dapr/subscribe` (Dapr's programmatic subscriptions); none if the
@@ -192,8 +232,9 @@ class Messaging:
         ]
 
     async def close(self) -> None:
-        if self._late is not None:
-            self._late.cancel()
+        for task in (self._late, self._backlogs):
+            if task is not None:
+                task.cancel()
         for consumer in self._consumers:
             await consumer.close()
         for pubsub in self.pubsubs.values():

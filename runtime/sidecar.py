@@ -6,14 +6,17 @@ import asyncio
 import gc
 import logging
 import os
+import socket
 import time
 from typing import Any
 
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import Tracer
 
 from outrig.middleware import Call, CallError, ErrorMapping, Middleware, Next, Pipeline, Result
 from outrig.middleware.tracing import ClientTracing, ServerTracing
 from outrig.telemetry import TracingSettings, build_tracer_provider, shutdown_provider, trace_store_path
+from outrig.telemetry.metrics import MetricsSettings, build_meter_provider, shutdown_meter_provider
 from outrig.telemetry.tracing import install, otlp_from_environment
 
 from . import assembly, envvars
@@ -27,6 +30,7 @@ from .components.state import STORE_TYPES, StateError
 from .internal import PeerApi
 from .messaging import Messaging
 from .nameresolution import Address, LocalResolver
+from .observability import SidecarMetrics, component_layers, prometheus_app
 from .options import SidecarOptions
 from .resources import Resources, configured_handlers
 from .servers import AsgiServer, bind
@@ -54,6 +58,17 @@ def tracing_settings(options: SidecarOptions, resources: Resources) -> TracingSe
     )
 
 
+def metrics_settings(resources: Resources) -> MetricsSettings:
+    """Dapr's `spec.metric`: `enabled`, and `latencyDistributionBuckets` in milliseconds."""
+    metric = resources.configuration.spec.metric if resources.configuration else None
+    if metric is None:
+        return MetricsSettings()
+    if metric.latencyDistributionBuckets:
+        buckets = tuple(ms / 1000 for ms in metric.latencyDistributionBuckets)
+        return MetricsSettings(enabled=metric.enabled, latency_buckets=buckets)
+    return MetricsSettings(enabled=metric.enabled)
+
+
 class Sidecar:
     def __init__(self, options: SidecarOptions, resources: Resources) -> None:
         self.options = options
@@ -66,6 +81,16 @@ class Sidecar:
             options.listen_address, options.http_port, "Dapr HTTP API", "--dapr-http-port"
         )
         self._peer_socket = bind(options.listen_address, options.internal_port, "peer API", "--internal-port")
+        metric_settings = metrics_settings(resources)
+        self._metrics_socket: socket.socket | None = None
+        self.meter_provider: MeterProvider | None = None
+        self.metrics: SidecarMetrics | None = None
+        if metric_settings.enabled:
+            self._metrics_socket = bind(
+                options.listen_address, options.metrics_port, "metrics", "--metrics-port"
+            )
+            self.meter_provider = build_meter_provider(options.app_id, metric_settings)
+            self.metrics = SidecarMetrics(self.meter_provider.get_meter("outrig"))
         # Last, once nothing else can fail: this starts the telemetry agent process.
         self.tracer_provider = build_tracer_provider(options.app_id, tracing_settings(options, resources))
         install(self.tracer_provider)
@@ -73,10 +98,13 @@ class Sidecar:
         self.transport = HttpTransport()
         self.peer_transport = HttpTransport(keepalive_timeout=PEER_KEEPALIVE - 5)
 
-        outer: list[Middleware] = [ErrorMapping(), ServerTracing(tracer)]
+        measured: list[Middleware] = [self.metrics.calls] if self.metrics else []
+        outer: list[Middleware] = [*measured, ErrorMapping(), ServerTracing(tracer)]
+        # Peer calls are measured once, by the callee (hop "peer"); the caller's view of
+        # them is the app-api call that made them.
         peer_out = Pipeline([ClientTracing(tracer)], PeerChannel(self.resolver, self.peer_transport))
         self.app_channel = AppChannel(self.app_id, options.app_host, options.app_port, self.transport)
-        app_out = Pipeline([ClientTracing(tracer), *self.app_handlers], self.app_channel)
+        app_out = Pipeline([*measured, ClientTracing(tracer), *self.app_handlers], self.app_channel)
         self.inbound = Pipeline([*outer, *self.http_handlers], self._dispatch)
         self.delivery = Pipeline(outer, AppDelivery(app_out))
         self.state_stores = {
@@ -84,7 +112,7 @@ class Sidecar:
             for spec in assembly.specs(resources, STORE_TYPES, DEFAULT_STATE_STORE, "state.sqlite")
         }
         self.messaging = Messaging(
-            options, resources, tracer, self.state_stores, self.delivery, self.app_channel
+            options, resources, tracer, self.state_stores, self.delivery, self.app_channel, self.metrics
         )
         self.blocks: dict[str, Next] = {
             "invoke": InvokeBlock(self.app_id, peer_out, app_out),
@@ -94,6 +122,9 @@ class Sidecar:
 
         self.api_server = AsgiServer(AppApi(self.inbound, self), self._api_socket)
         self.peer_server = AsgiServer(PeerApi(self.inbound), self._peer_socket, keepalive=PEER_KEEPALIVE)
+        self.metrics_server = (
+            AsgiServer(prometheus_app(), self._metrics_socket) if self._metrics_socket is not None else None
+        )
         self._app_ready = options.app_port is None
         self._outbound_ready = False
         self._shutdown = asyncio.Event()
@@ -112,7 +143,10 @@ class Sidecar:
         store = assembly.build(
             spec, "state store", lambda: create(spec.name, spec.settings, home), (StateError,)
         )
-        pipeline = Pipeline([ClientTracing(tracer)], StoreEndpoint(store))
+        pipeline = Pipeline(
+            [*component_layers(self.metrics, spec.name, spec.type), ClientTracing(tracer)],
+            StoreEndpoint(store),
+        )
         return StoreEntry(spec.name, spec.type, store, pipeline, prefix)
 
     async def _dispatch(self, call: Call) -> Result:
@@ -184,6 +218,8 @@ class Sidecar:
         return self.peer_server.port
 
     async def start(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.start()
         await self.transport.start()
         await self.peer_transport.start()
         await self.peer_server.start()
@@ -204,9 +240,13 @@ class Sidecar:
         for name, entry in self.state_stores.items():
             try:
                 await entry.store.ping()
+                up = True
             except StateError as exc:
+                up = False
                 log.warning("state store %s (%s) is unreachable: %s; its calls fail until it is back",
                             name, entry.type, exc)  # fmt: skip
+            if self.metrics is not None:
+                self.metrics.component(name, entry.type, up)
         await self.messaging.check()
 
     async def wait_for_app(self) -> None:
@@ -231,7 +271,10 @@ class Sidecar:
         self._announce()
 
     def _announce(self) -> None:
-        self.resolver.register(self.app_id, Address(self.options.listen_address, self.internal_port))
+        # Peers on this machine reach a sidecar listening on every address through loopback.
+        host = self.options.listen_address
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        self.resolver.register(self.app_id, Address(host, self.internal_port))
 
     async def wait_shutdown_requested(self) -> None:
         await self._shutdown.wait()
@@ -246,4 +289,9 @@ class Sidecar:
         await self.peer_transport.close()
         for entry in self.state_stores.values():
             await entry.store.close()
-        await asyncio.get_running_loop().run_in_executor(None, shutdown_provider, self.tracer_provider)
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, shutdown_provider, self.tracer_provider)
+        if self.meter_provider is not None:
+            await loop.run_in_executor(None, shutdown_meter_provider, self.meter_provider)

@@ -20,12 +20,13 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from multidict import CIMultiDict
-from opentelemetry import trace
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 
 from outrig.middleware import Call, Hop, Pipeline, Result
 
@@ -36,6 +37,8 @@ from .subscriptions import Subscription
 
 log = logging.getLogger("outrig.pubsub")
 
+EXPIRED, UNROUTED, DEAD_LETTER = "EXPIRED", "UNROUTED", "DEAD_LETTER"
+"""Outcomes decided by the sidecar rather than the app (for metrics and logs)."""
 ANSWER_LIMIT = 64 * 1024
 """How much of the app's answer is read to find its status."""
 
@@ -145,8 +148,16 @@ class Delivery:
     most `maxAwaitDurationMs`) and sent in one request; each gets its own verdict."""
 
     def __init__(
-        self, subscription: Subscription, entry: PubSubEntry, pipeline: Pipeline, group: str
+        self,
+        subscription: Subscription,
+        entry: PubSubEntry,
+        pipeline: Pipeline,
+        group: str,
+        record: Callable[[str, bool], None] | None = None,
     ) -> None:
+        self.record = record
+        """Told each event's outcome (SUCCESS, RETRY, DROP, EXPIRED, UNROUTED, DEAD_LETTER)
+        and whether it was a redelivery, for metrics."""
         self.subscription = subscription
         self.entry = entry
         self.pipeline = pipeline
@@ -156,18 +167,30 @@ class Delivery:
         self._sending: set[asyncio.Task[None]] = set()
 
     async def __call__(self, message: Message) -> bool:
+        # Logs about this message carry the publisher's trace.
+        token = otel_context.attach(propagate.extract(dict(message.metadata)))
+        try:
+            outcome = await self._handle(message)
+        finally:
+            otel_context.detach(token)
+        if self.record is not None:
+            self.record(outcome, message.redelivered)
+        return outcome != Outcome.RETRY
+
+    async def _handle(self, message: Message) -> str:
+        """The event's outcome; RETRY means: deliver it again later."""
         sub = self.subscription
         event = cloudevents.read(
             message.data, topic=sub.topic, pubsub=sub.pubsub, raw=sub.raw_payload, message_id=message.id
         )
         if cloudevents.expired(event):
             log.info("%s: event %s expired before delivery; dropped", self.name, event.get("id"))
-            return True
+            return EXPIRED
         path = sub.route(event)
         if path is None:
             log.warning("%s: no route matches event %s and there is no default; dropped",
                         self.name, event.get("id"))  # fmt: skip
-            return True
+            return UNROUTED
         if sub.bulk is None:
             verdict = await self._deliver(event, path, message.metadata)
         else:
@@ -175,10 +198,10 @@ class Delivery:
         if verdict is not Outcome.RETRY:
             if verdict is Outcome.DROP:
                 log.warning("%s: the app dropped event %s", self.name, event.get("id"))
-            return True
-        if sub.dead_letter_topic:
-            return await self._dead_letter(message, event)
-        return False
+            return verdict.value
+        if sub.dead_letter_topic and await self._dead_letter(message, event):
+            return DEAD_LETTER
+        return Outcome.RETRY.value
 
     def _attributes(self) -> dict[str, Any]:
         return {

@@ -35,8 +35,17 @@ class PipelineSpec(_Spec):
     handlers: list[HandlerSpec] = Field(default_factory=list)
 
 
+class MetricSpec(_Spec):
+    """Dapr's `spec.metric`; `http` (increasedCardinality, pathMatching) and `rules` are
+    accepted: outrig's labels are bounded already (route templates, capped targets)."""
+
+    enabled: bool = True
+    latencyDistributionBuckets: list[float] | None = Field(default=None, min_length=1)  # noqa: N815
+
+
 class ConfigurationSpec(_Spec):
     tracing: TracingSpec | None = None
+    metric: MetricSpec | None = None
     httpPipeline: PipelineSpec = Field(default_factory=PipelineSpec)  # noqa: N815
     appHttpPipeline: PipelineSpec = Field(default_factory=PipelineSpec)  # noqa: N815
 

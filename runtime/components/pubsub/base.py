@@ -37,6 +37,8 @@ class Message:
     """Publish-time metadata the broker carried with the message (e.g. content type)."""
     id: str = ""
     """The broker's id for it (a stream entry id, a row number), for logs and spans."""
+    redelivered: bool = False
+    """Handed out before and not acknowledged (a retry, or its consumer died)."""
 
 
 Handler = Callable[[Message], Awaitable[bool]]
@@ -71,6 +73,10 @@ class PubSub(Protocol):
         """Start consuming `topic` in this component's consumer group, with `concurrency`
         messages in handlers at once, or `at_least` if that is more (a batching handler
         needs a batch's worth)."""
+        ...
+
+    async def backlog(self, topic: str) -> int:
+        """Messages of `topic` this group has not acknowledged yet (waiting or in handlers)."""
         ...
 
     async def ping(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import math
 import time
@@ -59,7 +60,7 @@ class _QueueSource:
         now = time.monotonic()
         queue = self.queue
         out = [
-            message
+            dataclasses.replace(message, redelivered=True)
             for message, claimed in queue.pending.values()
             if now - claimed >= self.processing_timeout and message.id not in exclude
         ][:limit]
@@ -113,6 +114,10 @@ class MemoryPubSub:
         )
         self._consumers.append(loop)
         return loop
+
+    async def backlog(self, topic: str) -> int:
+        queue = self._topics.get(topic, {}).get(self.settings.group)
+        return 0 if queue is None else len(queue.ready) + len(queue.pending)
 
     async def ping(self) -> None:
         """Always reachable: it lives in this process."""

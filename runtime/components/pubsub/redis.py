@@ -96,6 +96,20 @@ class RedisPubSub:
         self._consumers.append((loop, reader))
         return loop
 
+    async def backlog(self, topic: str) -> int:
+        """The group's `lag` (entries not yet read) plus its `pending` (read, not acknowledged)."""
+        try:
+            groups = await self.connection.execute("XINFO", "GROUPS", topic)
+        except RedisReplyError:
+            return 0  # no such stream yet
+        except RedisUnavailableError as exc:
+            raise PubSubError(f"redis at {self.settings.address}: {exc}") from exc
+        for info in groups:
+            fields = dict(zip(info[::2], info[1::2], strict=True))
+            if fields.get(b"name", b"").decode() == self.consumer_group:
+                return int(fields.get(b"lag") or 0) + int(fields.get(b"pending") or 0)
+        return 0
+
     async def ping(self) -> None:
         try:
             await self.connection.execute("PING")
@@ -167,13 +181,13 @@ class _StreamSource:
             self._next_claim = time.monotonic() + settings.redeliver_interval
         else:
             self._claim_cursor = cursor
-        messages = [m for entry in reply[1] if (m := self._message(entry)) is not None]
+        messages = [m for entry in reply[1] if (m := self._message(entry, redelivered=True)) is not None]
         for deleted in reply[2] if len(reply) > 2 else []:
             log.warning("%s/%s: pending entry %s was trimmed from the stream before delivery",
                         self.pubsub.name, self.topic, deleted.decode())  # fmt: skip
         return [m for m in messages if m.id not in exclude]
 
-    def _message(self, entry: Any) -> Message | None:
+    def _message(self, entry: Any, redelivered: bool = False) -> Message | None:
         entry_id, fields = entry[0].decode(), entry[1]
         if not fields:
             return None
@@ -186,7 +200,7 @@ class _StreamSource:
             except (ValueError, AttributeError):
                 log.warning("%s/%s: entry %s has unreadable metadata; ignored",
                             self.pubsub.name, self.topic, entry_id)  # fmt: skip
-        return Message(self.topic, values.get(b"data", b""), metadata, entry_id)
+        return Message(self.topic, values.get(b"data", b""), metadata, entry_id, redelivered)
 
     async def ack(self, message: Message) -> None:
         await self.pubsub.connection.execute("XACK", self.topic, self.group, message.id)

@@ -86,6 +86,10 @@ IDLE_MESSAGES = """SELECT p.seq, m.data, m.metadata, m.expires_at
     FROM pending p LEFT JOIN messages m ON m.seq = p.seq
     WHERE p.topic = ? AND p.group_name = ? AND p.claimed_at <= ? ORDER BY p.seq"""
 CURSOR = "SELECT last_seq FROM consumer_groups WHERE topic = ? AND group_name = ?"
+BACKLOG = """SELECT
+    (SELECT COUNT(*) FROM messages WHERE topic = ?1 AND seq > COALESCE(
+        (SELECT last_seq FROM consumer_groups WHERE topic = ?1 AND group_name = ?2), 0)),
+    (SELECT COUNT(*) FROM pending WHERE topic = ?1 AND group_name = ?2)"""
 NEW_MESSAGES = (
     "SELECT seq, data, metadata, expires_at FROM messages WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
@@ -244,7 +248,7 @@ class SqlitePubSub:
                 if data is None or (expires_at is not None and expires_at <= now):
                     gone.append((topic, group, seq))  # trimmed or expired: nothing left to deliver
                 elif str(seq) not in exclude and len(out) < limit:
-                    out.append(Message(topic, bytes(data), json.loads(metadata), str(seq)))
+                    out.append(Message(topic, bytes(data), json.loads(metadata), str(seq), redelivered=True))
             conn.executemany(UNCLAIM, gone)
             if len(out) < limit:
                 row = conn.execute(CURSOR, (topic, group)).fetchone()
@@ -292,6 +296,11 @@ class SqlitePubSub:
         subscription = _Subscription(self, topic, handler, at_least)
         self._subscriptions.add(subscription)
         return subscription
+
+    async def backlog(self, topic: str) -> int:
+        group = self.settings.group
+        row = await self._run(lambda: self._conn.execute(BACKLOG, (topic, group)).fetchone())
+        return int(row[0] or 0) + int(row[1] or 0)
 
     async def ping(self) -> None:
         await self._run(lambda: self._conn.execute("SELECT 1").fetchone())

@@ -1,0 +1,99 @@
+"""The sidecar's metrics beyond per-call timing: component health, pub/sub deliveries and
+backlog, and the process itself. Instruments are made once, from the sidecar's meter.
+
+Prometheus names: `outrig_component_up{component,type}` (1 while its last call or check
+succeeded), `outrig_pubsub_deliveries_total{pubsub,topic,outcome,redelivery}`,
+`outrig_pubsub_backlog{pubsub,topic}` (polled every `BACKLOG_PERIOD`), and
+`process_cpu_time_seconds_total{mode}`, `process_memory_usage_bytes`; every series carries
+`app_id` (from the meter provider's resource).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from outrig.middleware import Call, CallError, Middleware, Next, Result
+from outrig.middleware.metrics import BoundedValues, CallMetrics
+from outrig.telemetry.metrics import observe_process
+
+BACKLOG_PERIOD = 5.0
+MAX_TOPICS = 100
+
+
+class SidecarMetrics:
+    def __init__(self, meter: Meter) -> None:
+        self.calls = CallMetrics(meter)
+        self.topics = BoundedValues(MAX_TOPICS)
+        self._up: dict[tuple[str, str], bool] = {}
+        self._backlog: dict[tuple[str, str], int] = {}
+        self.deliveries = meter.create_counter(
+            "outrig.pubsub.deliveries", description="Pub/sub events handled, by the app's verdict"
+        )
+        meter.create_observable_gauge(
+            "outrig.component.up", [self._observe_up], description="1 while the component answers"
+        )
+        meter.create_observable_gauge(
+            "outrig.pubsub.backlog", [self._observe_backlog], description="Events not yet acknowledged"
+        )
+        observe_process(meter)
+
+    def component(self, name: str, component_type: str, up: bool) -> None:
+        self._up[(name, component_type)] = up
+
+    def delivered(self, pubsub: str, topic: str, outcome: str, redelivery: bool) -> None:
+        self.deliveries.add(
+            1,
+            {
+                "pubsub": pubsub,
+                "topic": self.topics(topic),
+                "outcome": outcome,
+                "redelivery": "true" if redelivery else "false",
+            },
+        )
+
+    def backlog(self, pubsub: str, topic: str, count: int) -> None:
+        self._backlog[(pubsub, self.topics(topic))] = count
+
+    def _observe_up(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(1 if up else 0, {"component": name, "type": kind})
+            for (name, kind), up in self._up.items()
+        ]
+
+    def _observe_backlog(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(count, {"pubsub": pubsub, "topic": topic})
+            for (pubsub, topic), count in self._backlog.items()
+        ]
+
+
+class HealthProbe:
+    """In a component's pipeline: its calls tell whether it is up (a 5xx: it is not)."""
+
+    def __init__(self, metrics: SidecarMetrics, name: str, component_type: str) -> None:
+        self.metrics, self.name, self.type = metrics, name, component_type
+
+    async def __call__(self, call: Call, call_next: Next) -> Result:
+        try:
+            result = await call_next(call)
+        except CallError as error:
+            self.metrics.component(self.name, self.type, error.status < 500)
+            raise
+        self.metrics.component(self.name, self.type, result.status < 500)
+        return result
+
+
+def component_layers(metrics: SidecarMetrics | None, name: str, component_type: str) -> list[Middleware]:
+    """The metrics layers of a component's pipeline (none when metrics are off)."""
+    if metrics is None:
+        return []
+    return [metrics.calls, HealthProbe(metrics, name, component_type)]
+
+
+def prometheus_app() -> object:
+    """The ASGI app answering scrapes with the Prometheus text of this process's metrics."""
+    from prometheus_client import make_asgi_app
+
+    return make_asgi_app()
