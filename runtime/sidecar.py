@@ -29,7 +29,7 @@ from .components.pubsub import PUBSUB_TYPES
 from .components.state import STORE_TYPES, StateError
 from .internal import PeerApi
 from .messaging import Messaging
-from .nameresolution import Address, LocalResolver
+from .nameresolution import Address, LocalResolver, NameFormatError, NameFormatResolver, NameResolver
 from .observability import SidecarMetrics, component_layers, prometheus_app
 from .options import SidecarOptions
 from .resources import Resources, configured_handlers
@@ -58,6 +58,31 @@ def tracing_settings(options: SidecarOptions, resources: Resources) -> TracingSe
     )
 
 
+LOCAL_RESOLVERS = ("mdns", "sqlite", "local")
+"""Dapr's self-hosted resolvers: here, the registry of files in the outrig home."""
+
+
+def name_resolver(options: SidecarOptions, resources: Resources) -> NameResolver:
+    """Dapr's `spec.nameResolution`: `nameformat`, or (by default) the local registry."""
+    config, doc = resources.configuration, resources.configuration_document
+    spec = config.spec.nameResolution if config else None
+    if spec is None or spec.component in LOCAL_RESOLVERS:
+        return LocalResolver(options.home)
+    assert doc is not None
+    if spec.component != "nameformat":
+        local = ", ".join(LOCAL_RESOLVERS)
+        raise doc.error(
+            ("spec", "nameResolution", "component"),
+            "name resolver not supported",
+            spec.component,
+            hint=f"use nameformat, or one of {local} (files under the outrig home)",
+        )
+    try:
+        return NameFormatResolver.from_configuration(spec.configuration, options.internal_port)
+    except NameFormatError as exc:
+        raise doc.error(("spec", "nameResolution", "configuration"), str(exc), spec.configuration) from None
+
+
 def metrics_settings(resources: Resources) -> MetricsSettings:
     """Dapr's `spec.metric`: `enabled`, and `latencyDistributionBuckets` in milliseconds."""
     metric = resources.configuration.spec.metric if resources.configuration else None
@@ -74,7 +99,7 @@ class Sidecar:
         self.options = options
         self.resources = resources
         self.app_id = options.app_id
-        self.resolver = LocalResolver(options.home)
+        self.resolver = name_resolver(options, resources)
         self.http_handlers = configured_handlers(resources, "httpPipeline")
         self.app_handlers = configured_handlers(resources, "appHttpPipeline")
         self._api_socket = bind(

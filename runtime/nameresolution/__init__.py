@@ -2,5 +2,6 @@
 
 from .base import Address, NameResolver
 from .local import LocalResolver
+from .nameformat import NameFormatError, NameFormatResolver
 
-__all__ = ["Address", "LocalResolver", "NameResolver"]
+__all__ = ["Address", "LocalResolver", "NameFormatError", "NameFormatResolver", "NameResolver"]

@@ -43,9 +43,15 @@ class MetricSpec(_Spec):
     latencyDistributionBuckets: list[float] | None = Field(default=None, min_length=1)  # noqa: N815
 
 
+class NameResolutionSpec(_Spec):
+    component: str = "mdns"
+    configuration: dict[str, Any] = Field(default_factory=dict)
+
+
 class ConfigurationSpec(_Spec):
     tracing: TracingSpec | None = None
     metric: MetricSpec | None = None
+    nameResolution: NameResolutionSpec | None = None  # noqa: N815
     httpPipeline: PipelineSpec = Field(default_factory=PipelineSpec)  # noqa: N815
     appHttpPipeline: PipelineSpec = Field(default_factory=PipelineSpec)  # noqa: N815
 

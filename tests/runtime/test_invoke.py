@@ -6,12 +6,13 @@ import hashlib
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.runtime.conftest import Mesh
-from tests.support import Processes, peak_rss_kib
+from tests.support import Processes, free_port, peak_rss_kib
 
 VERBS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 MB = 1 << 20
@@ -180,3 +181,24 @@ def test_shutdown_api_stops_the_sidecar(procs: Processes) -> None:
     a = procs.sidecar_with_echo("short-lived")
     assert httpx.post(a.url("/v1.0/shutdown")).status_code == 204
     assert a.proc.wait(15) == 0
+
+
+def test_nameformat_resolution_finds_peers_by_name(procs: Processes, tmp_path: Path) -> None:
+    """Dapr's `nameformat` resolver, as Docker Compose or Kubernetes DNS would be used: here
+    the app id `localhost` is a name that resolves, at a fixed internal port."""
+    internal = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: dns\nspec:\n"
+        "  nameResolution:\n    component: nameformat\n    configuration:\n"
+        f"      format: '{{appid}}:{internal}'\n"
+    )
+    procs.sidecar_with_echo("localhost", extra_args=["--internal-port", str(internal)])
+    caller = procs.sidecar_with_echo("caller", extra_args=["--config", str(config)])
+    reply = httpx.get(caller.invoke_url("localhost", "hello"))
+    assert reply.status_code == 200 and reply.json()["path"] == "/hello"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text().replace("'{appid}", "'nohost"))
+    proc = procs.sidecar("bad", extra_args=["--config", str(bad)], wait=False)
+    assert proc.proc.wait(30) != 0
+    assert "format must contain {appid}" in proc.output()
