@@ -93,15 +93,15 @@ class _Tracing:
         try:
             result = await call_next(call)
         except CallError as error:
-            _finish_error(span, error.code, error.message, error.status)
+            _finish_error(span, error.code, error.message, error.status, _status_key(call))
             raise
         except BaseException as exc:
             span.record_exception(exc)
-            _finish_error(span, type(exc).__qualname__, str(exc), None)
+            _finish_error(span, type(exc).__qualname__, str(exc), None, _status_key(call))
             raise
         finally:
             otel_context.detach(token)
-        span.set_attribute("http.response.status_code", result.status)
+        span.set_attribute(_status_key(call), result.status)
         if result.error is not None:
             span.set_attribute("outrig.error.code", result.error.code)
         if self._is_error(result.status):
@@ -114,9 +114,14 @@ class _Tracing:
         return result
 
 
-def _finish_error(span: Span, code: str, message: str, status: int | None) -> None:
+def _status_key(call: Call) -> str:
+    """Calls to components are not HTTP: their status is outrig's, not `http.response.*`."""
+    return "outrig.status" if call.hop is Hop.COMPONENT else "http.response.status_code"
+
+
+def _finish_error(span: Span, code: str, message: str, status: int | None, key: str) -> None:
     if status is not None:
-        span.set_attribute("http.response.status_code", status)
+        span.set_attribute(key, status)
     span.set_attribute("error.type", code)
     span.set_status(Status(StatusCode.ERROR, message))
     span.end()

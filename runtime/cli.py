@@ -43,7 +43,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--internal-port", type=_port, default=0, help="sidecar-to-sidecar port (default: any free port)"
     )
-    run.add_argument("--metrics-port", "-M", type=_port, default=9090)
+    run.add_argument(
+        "--metrics-port",
+        "-M",
+        type=_port,
+        help="Prometheus metrics port (default 9090, or a free port when 9090 is taken)",
+    )
     run.add_argument(
         "--dapr-listen-addresses",
         default="127.0.0.1",
@@ -107,7 +112,8 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         http_port=args.dapr_http_port,
         grpc_port=args.dapr_grpc_port,
         internal_port=args.internal_port,
-        metrics_port=args.metrics_port,
+        metrics_port=9090 if args.metrics_port is None else args.metrics_port,
+        metrics_port_given=args.metrics_port is not None,
         listen_address=args.dapr_listen_addresses,
         resources_paths=tuple(args.resources_path),
         config_path=args.config,

@@ -47,6 +47,8 @@ def ready_line(sidecar: Sidecar, options: SidecarOptions) -> str:
     if options.app_port is not None:
         parts.append(f"app on {options.app_host}:{options.app_port}")
     parts.append(f"peers reach it on {host}:{sidecar.internal_port}")
+    if sidecar.metrics_port is not None:
+        parts.append(f"metrics on {host}:{sidecar.metrics_port}")
     return ", ".join(parts)
 
 

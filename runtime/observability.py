@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from prometheus_client import CollectorRegistry, make_asgi_app
 
 from outrig.middleware import Call, CallError, Middleware, Next, Result
 from outrig.middleware.metrics import BoundedValues, CallMetrics
@@ -92,8 +93,6 @@ def component_layers(metrics: SidecarMetrics | None, name: str, component_type: 
     return [metrics.calls, HealthProbe(metrics, name, component_type)]
 
 
-def prometheus_app() -> object:
-    """The ASGI app answering scrapes with the Prometheus text of this process's metrics."""
-    from prometheus_client import make_asgi_app
-
-    return make_asgi_app()
+def prometheus_app(registry: CollectorRegistry) -> object:
+    """The ASGI app answering scrapes with the Prometheus text of `registry`."""
+    return make_asgi_app(registry)

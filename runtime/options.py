@@ -27,6 +27,9 @@ class SidecarOptions:
     internal_port: int = 0
     """Sidecar-to-sidecar port; 0 picks a free one (peers find it through name resolution)."""
     metrics_port: int = 9090
+    metrics_port_given: bool = True
+    """False when `--metrics-port` was left out: then a taken 9090 means "any free port"
+    (several sidecars on one machine), where a port asked for must be had."""
     listen_address: str = "127.0.0.1"
     resources_paths: tuple[Path, ...] = ()
     config_path: Path | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import Tracer
+from prometheus_client import CollectorRegistry
 
 from outrig.middleware import Call, CallError, ErrorMapping, Middleware, Next, Pipeline, Result
 from outrig.middleware.tracing import ClientTracing, ServerTracing
@@ -33,7 +34,7 @@ from .nameresolution import Address, LocalResolver, NameFormatError, NameFormatR
 from .observability import SidecarMetrics, component_layers, prometheus_app
 from .options import SidecarOptions
 from .resources import Resources, configured_handlers
-from .servers import AsgiServer, bind
+from .servers import AsgiServer, StartupError, bind
 from .transport import HttpTransport
 
 log = logging.getLogger("outrig.sidecar")
@@ -83,6 +84,18 @@ def name_resolver(options: SidecarOptions, resources: Resources) -> NameResolver
         raise doc.error(("spec", "nameResolution", "configuration"), str(exc), spec.configuration) from None
 
 
+def metrics_socket(options: SidecarOptions) -> socket.socket:
+    try:
+        return bind(options.listen_address, options.metrics_port, "metrics", "--metrics-port")
+    except StartupError:
+        if options.metrics_port_given:
+            raise
+    sock = bind(options.listen_address, 0, "metrics", "--metrics-port")
+    log.info("metrics port %d is taken; serving metrics on %d (set --metrics-port to choose)",
+             options.metrics_port, sock.getsockname()[1])  # fmt: skip
+    return sock
+
+
 def metrics_settings(resources: Resources) -> MetricsSettings:
     """Dapr's `spec.metric`: `enabled`, and `latencyDistributionBuckets` in milliseconds."""
     metric = resources.configuration.spec.metric if resources.configuration else None
@@ -110,11 +123,10 @@ class Sidecar:
         self._metrics_socket: socket.socket | None = None
         self.meter_provider: MeterProvider | None = None
         self.metrics: SidecarMetrics | None = None
+        self.metrics_registry = CollectorRegistry()
         if metric_settings.enabled:
-            self._metrics_socket = bind(
-                options.listen_address, options.metrics_port, "metrics", "--metrics-port"
-            )
-            self.meter_provider = build_meter_provider(options.app_id, metric_settings)
+            self._metrics_socket = metrics_socket(options)
+            self.meter_provider = build_meter_provider(options.app_id, metric_settings, self.metrics_registry)
             self.metrics = SidecarMetrics(self.meter_provider.get_meter("outrig"))
         # Last, once nothing else can fail: this starts the telemetry agent process.
         self.tracer_provider = build_tracer_provider(options.app_id, tracing_settings(options, resources))
@@ -148,7 +160,9 @@ class Sidecar:
         self.api_server = AsgiServer(AppApi(self.inbound, self), self._api_socket)
         self.peer_server = AsgiServer(PeerApi(self.inbound), self._peer_socket, keepalive=PEER_KEEPALIVE)
         self.metrics_server = (
-            AsgiServer(prometheus_app(), self._metrics_socket) if self._metrics_socket is not None else None
+            AsgiServer(prometheus_app(self.metrics_registry), self._metrics_socket)
+            if self._metrics_socket is not None
+            else None
         )
         self._app_ready = options.app_port is None
         self._outbound_ready = False
@@ -237,6 +251,10 @@ class Sidecar:
     @property
     def http_port(self) -> int:
         return self.api_server.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics_server.port if self.metrics_server is not None else None
 
     @property
     def internal_port(self) -> int:

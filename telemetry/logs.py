@@ -32,7 +32,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         trace_id = getattr(record, "trace_id", "")
-        return f"{text} trace_id={trace_id} span_id={record.span_id}" if trace_id else text
+        return f"{text} trace_id={trace_id} span_id={getattr(record, 'span_id', '')}" if trace_id else text
 
 
 class JsonFormatter(logging.Formatter):

@@ -21,6 +21,7 @@ from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
+from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("outrig.telemetry")
 
@@ -50,11 +51,16 @@ def otlp_metrics_from_environment() -> bool:
     )
 
 
-def build_meter_provider(service_name: str, settings: MetricsSettings) -> MeterProvider:
+def build_meter_provider(
+    service_name: str, settings: MetricsSettings, registry: CollectorRegistry
+) -> MeterProvider:
+    """A provider whose metrics `registry` serves as Prometheus text (a registry of its own:
+    prometheus_client's default one also holds its own process metrics, which would
+    duplicate `process.cpu.time` and `process.memory.usage` under other names)."""
     # `app_id` is a resource attribute the Prometheus exporter copies onto every series:
     # cheaper than an attribute on every measurement (each costs ~2 us to clean and hash).
     readers: list[MetricReader] = [
-        PrometheusMetricReader(resource_attribute_filter=lambda key: key == APP_ID)
+        PrometheusMetricReader(resource_attribute_filter=lambda key: key == APP_ID, registry=registry)
     ]
     if otlp_metrics_from_environment():
         readers.append(PeriodicExportingMetricReader(_otlp_exporter()))

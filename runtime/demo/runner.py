@@ -23,10 +23,17 @@ ORDERS = (
     {"item": "croissant", "quantity": 1},
     {"item": "bagel", "quantity": 1},
 )
-EXPECTED_SPANS = 10
-"""Per checkout: 2 spans for the call into frontend through its own sidecar (API server,
+EXPECTED_SPANS = 16
+"""Per placed order: 2 spans for the call into frontend through its own sidecar (API server,
 app client), then 4 for each of frontend -> orders and orders -> inventory (API server,
-peer client, peer server, app client)."""
+peer client, peer server, app client), 2 for the save (API server, `SET statestore`
+client), 2 for the publish (API server, `send orders` producer) and 2 for the delivery to
+inventory (`process orders` consumer, `POST /orders-placed` app client)."""
+PLACED_HEADING = (
+    "The last placed order's trace (invoke, state, publish, delivery), from the local trace store:"
+)
+REFUSED_SPANS = 10
+"""A checkout refused for lack of stock stops after the stock query."""
 
 
 def free_port() -> int:
@@ -69,6 +76,10 @@ def run_demo(requests: int) -> int:
                         str(free_port()),
                         "--dapr-http-port",
                         str(ports[app_id]),
+                        "--dapr-grpc-port",
+                        str(free_port()),
+                        "--metrics-port",
+                        str(free_port()),
                         "--log-level",
                         "warn",
                         "--",
@@ -83,11 +94,11 @@ def run_demo(requests: int) -> int:
         for app_id, proc in zip(SERVICES, procs, strict=True):
             _wait_healthy(ports[app_id], proc, deadline)
         print("\nThree services are up: frontend -> orders -> inventory, each with its sidecar.\n")
-        trace_ids = []
+        placed: str | None = None  # the trace to show: the last placed order's, else the last
+        last = ""
         for i in range(requests):
             order = ORDERS[i % len(ORDERS)]
             trace_id = secrets.token_hex(16)
-            trace_ids.append(trace_id)
             reply = httpx.post(
                 f"http://127.0.0.1:{ports['frontend']}/v1.0/invoke/frontend/method/checkout",
                 json=order,
@@ -95,8 +106,16 @@ def run_demo(requests: int) -> int:
                 timeout=10,
             )
             print(f"checkout {order} -> {reply.status_code} {reply.text}")
+            last = trace_id
+            if reply.status_code == 201:
+                placed = trace_id
         print()
-        _show_trace(trace_store_path(home), trace_ids[-1])
+        if placed:
+            print(f"{PLACED_HEADING}\n")
+            _show_trace(trace_store_path(home), placed, EXPECTED_SPANS)
+        elif last:
+            print("No order was placed; the last checkout's trace, from the local trace store:\n")
+            _show_trace(trace_store_path(home), last, REFUSED_SPANS)
         print(f"\nSpans are kept in {trace_store_path(home)}; `outrig traces` shows the latest.")
         return 0
     finally:
@@ -109,15 +128,16 @@ def run_demo(requests: int) -> int:
                 proc.kill()
 
 
-def _show_trace(path: Path, trace_id: str) -> None:
+def _show_trace(path: Path, trace_id: str, expected: int) -> None:
+    """The trace once all its spans are stored: the delivery to inventory ends after the
+    checkout has answered, and spans reach the store in batches."""
     deadline = time.monotonic() + 10
     store = TraceStore(path)
     try:
         spans = store.spans(trace_id)
-        while len(spans) < EXPECTED_SPANS and time.monotonic() < deadline:
+        while len(spans) < expected and time.monotonic() < deadline:
             time.sleep(0.2)
             spans = store.spans(trace_id)
-        print("The last checkout's trace, from the local trace store:\n")
         print(render_trace(spans))
     finally:
         store.close()

@@ -21,16 +21,40 @@ def test_demo_prints_one_trace_through_three_sidecars_and_traces_shows_it(tmp_pa
     assert demo.returncode == 0, demo.stderr
     assert "checkout {'item': 'espresso', 'quantity': 2} -> 201" in demo.stdout
     assert "checkout {'item': 'croissant', 'quantity': 1} -> 409" in demo.stdout
-    tree = demo.stdout.split("The last checkout's trace, from the local trace store:")[1]
-    assert " 10 spans " in tree
+    heading = "The last placed order's trace (invoke, state, publish, delivery), from the local trace store:"
+    tree = demo.stdout.split(heading)[1].split("\nSpans are kept in")[0]
+    assert " 16 spans " in tree, tree
+    lines = tree.strip().splitlines()[1:]
     for service in ("[frontend]", "[orders]", "[inventory]"):
         assert service in tree
-    assert "/v1.0/invoke/inventory/method/stock/croissant" in tree
+    assert "/v1.0/invoke/inventory/method/stock/espresso" in tree, "the placed order (espresso) is shown"
+
+    def depth(fragment: str) -> int:
+        """The tree depth of the one line holding `fragment` (each level indents 3 columns)."""
+        [line] = [line for line in lines if fragment in line]
+        return (len(line) - len(line.lstrip(" │├└─"))) // 3
+
+    orders_app = depth("[orders]  client  POST  http://")
+    assert depth("[orders]  server  GET /v1.0/invoke/{appId}/method/{method}") == orders_app + 1
+    # The order is saved, then published, then delivered to inventory: each under the last.
+    assert depth("[orders]  server  POST /v1.0/state/{storeName}") == orders_app + 1
+    assert depth("[orders]  client  SET statestore") == orders_app + 2
+    assert depth("[orders]  server  POST /v1.0/publish/{pubsubname}/{topic}") == orders_app + 1
+    assert depth("[orders]  producer  send orders") == orders_app + 2
+    assert depth("[inventory]  consumer  process orders") == orders_app + 3
+    assert depth("[inventory]  client  POST /orders-placed") == orders_app + 4
     assert not list((tmp_path / "registry").glob("*/*.json")), "every demo sidecar unregistered at exit"
 
-    traces = outrig(tmp_path, "traces", "-n", "1")
-    assert traces.returncode == 0, traces.stderr
-    assert traces.stdout.splitlines()[0] == tree.strip().splitlines()[0]
+    header = tree.strip().splitlines()[0]
+    again = outrig(tmp_path, "traces", "--trace", header.split()[1][:12])
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == tree.strip(), "`outrig traces` prints the same tree"
+    both = outrig(tmp_path, "traces", "-n", "2")
+    assert both.returncode == 0, both.stderr
+    [refused] = [t for t in both.stdout.split("\n\n") if t.strip() and header not in t]
+    assert header in both.stdout
+    assert "/v1.0/invoke/inventory/method/stock/croissant" in refused
+    assert " 10 spans " in refused and "statestore" not in refused, "a refused checkout saves nothing"
     only_inventory = outrig(tmp_path, "traces", "-n", "5", "--app-id", "inventory")
     assert only_inventory.stdout.count("\ntrace ") + only_inventory.stdout.startswith("trace ") == 2
 
