@@ -26,9 +26,13 @@ from prometheus_client import CollectorRegistry
 log = logging.getLogger("outrig.telemetry")
 
 LATENCY_BUCKETS = (
-    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.075,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
-"""Seconds. Finer than OpenTelemetry's HTTP default below 5 ms: a sidecar hop takes less."""
+"""Seconds. Finer than OpenTelemetry's HTTP default below 25 ms, where sidecar hops and
+whole requests of a mesh usually fall: a percentile read from a histogram is only as good
+as the buckets around it (measured: with no edge between 10 and 25 ms, a 13 ms checkout
+read as a 23 ms p90)."""
 DURATION_INSTRUMENT = "outrig.call.duration"
 APP_ID = "app_id"
 """The label naming the sidecar's app on every series, as Dapr's metrics have it."""
