@@ -29,6 +29,7 @@ from .components.metadata import MetadataError, text
 from .components.pubsub import PUBSUB_TYPES, Consumer, PubSubError
 from .observability import BACKLOG_PERIOD, SidecarMetrics, component_layers
 from .options import SidecarOptions
+from .resiliency import Chain, ResiliencyPolicies
 from .resources import Resources
 
 log = logging.getLogger("outrig.pubsub")
@@ -48,8 +49,10 @@ class Messaging:
         delivery: Pipeline,
         app_channel: Next,
         metrics: SidecarMetrics | None = None,
+        resiliency: ResiliencyPolicies | None = None,
     ) -> None:
         self.metrics = metrics
+        self.resiliency = resiliency
         self.app_id = options.app_id
         self.resources = resources
         self.delivery = delivery
@@ -80,10 +83,9 @@ class Messaging:
             lambda: create(spec.name, spec.settings, options.home, self.app_id),
             (PubSubError,),
         )
-        pipeline = Pipeline(
-            [*component_layers(self.metrics, spec.name, spec.type), ClientTracing(tracer)],
-            PublishEndpoint(spec.name, broker),
-        )
+        chain = self._chain("component-outbound", spec.name)
+        layers = [*component_layers(self.metrics, spec.name, spec.type), *chain.outer, ClientTracing(tracer)]
+        pipeline = Pipeline([*layers, *chain.inner], PublishEndpoint(spec.name, broker))
         return PubSubEntry(spec.name, spec.type, broker, pipeline)
 
     def _outbox(self, name: str, entry: StoreEntry) -> Outbox | None:
@@ -170,6 +172,7 @@ class Messaging:
                 self.delivery,
                 entry.component.consumer_group,
                 self._recorder(subscription),
+                self._inbound(subscription.pubsub),
             )
             batch = subscription.bulk.max_messages if subscription.bulk else 1
             self._consumers.append(
@@ -178,6 +181,13 @@ class Messaging:
             self.subscriptions.append(subscription)
             log.info("subscribed to topic %s of pubsub %s (%s)",
                      subscription.topic, subscription.pubsub, subscription.kind.lower())  # fmt: skip
+
+    def _chain(self, kind: str, target: str) -> Chain:
+        return self.resiliency.chain(kind, target) if self.resiliency is not None else Chain((), ())
+
+    def _inbound(self, pubsub: str) -> Callable[[Next], Next] | None:
+        chain = self._chain("component-inbound", pubsub)
+        return chain.wrap if chain else None
 
     def _recorder(self, subscription: Subscription) -> Callable[[str, bool], None] | None:
         metrics = self.metrics

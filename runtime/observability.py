@@ -20,6 +20,7 @@ from outrig.middleware.metrics import BoundedValues, CallMetrics
 from outrig.telemetry.metrics import observe_process
 
 BACKLOG_PERIOD = 5.0
+BREAKER_LEVELS = {"closed": 0, "half-open": 1, "open": 2}
 MAX_TOPICS = 100
 
 
@@ -38,7 +39,23 @@ class SidecarMetrics:
         meter.create_observable_gauge(
             "outrig.pubsub.backlog", [self._observe_backlog], description="Events not yet acknowledged"
         )
+        self._breakers: dict[str, str] = {}
+        self.breaker_changes = meter.create_counter(
+            "outrig.breaker.transitions", description="Circuit breaker state changes, by the new state"
+        )
+        meter.create_observable_gauge(
+            "outrig.breaker.state", [self._observe_breakers], description="0 closed, 1 half-open, 2 open"
+        )
         observe_process(meter)
+
+    def breaker(self, name: str, state: str) -> None:
+        self._breakers[name] = state
+        self.breaker_changes.add(1, {"breaker": name, "state": state})
+
+    def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(BREAKER_LEVELS[state], {"breaker": name}) for name, state in self._breakers.items()
+        ]
 
     def component(self, name: str, component_type: str, up: bool) -> None:
         self._up[(name, component_type)] = up

@@ -10,11 +10,13 @@ import socket
 import time
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
 from outrig.middleware import Call, CallError, ErrorMapping, Middleware, Next, Pipeline, Result
+from outrig.middleware.resiliency import State
 from outrig.middleware.tracing import ClientTracing, ServerTracing
 from outrig.telemetry import TracingSettings, build_tracer_provider, shutdown_provider, trace_store_path
 from outrig.telemetry.metrics import MetricsSettings, build_meter_provider, shutdown_meter_provider
@@ -33,6 +35,7 @@ from .messaging import Messaging
 from .nameresolution import Address, LocalResolver, NameFormatError, NameFormatResolver, NameResolver
 from .observability import SidecarMetrics, component_layers, prometheus_app
 from .options import SidecarOptions
+from .resiliency import ResiliencyPolicies
 from .resources import Resources, configured_handlers
 from .servers import AsgiServer, StartupError, bind
 from .transport import HttpTransport
@@ -135,11 +138,16 @@ class Sidecar:
         self.transport = HttpTransport()
         self.peer_transport = HttpTransport(keepalive_timeout=PEER_KEEPALIVE - 5)
 
+        self.resiliency = ResiliencyPolicies(resources, self._breaker_changed)
         measured: list[Middleware] = [self.metrics.calls] if self.metrics else []
         outer: list[Middleware] = [*measured, ErrorMapping(), ServerTracing(tracer)]
         # Peer calls are measured once, by the callee (hop "peer"); the caller's view of
         # them is the app-api call that made them.
-        peer_out = Pipeline([ClientTracing(tracer)], PeerChannel(self.resolver, self.peer_transport))
+        per_app_outer, per_app_inner = self.resiliency.per_target("app")
+        peer_out = Pipeline(
+            [per_app_outer, ClientTracing(tracer), per_app_inner],
+            PeerChannel(self.resolver, self.peer_transport),
+        )
         self.app_channel = AppChannel(self.app_id, options.app_host, options.app_port, self.transport)
         app_out = Pipeline([*measured, ClientTracing(tracer), *self.app_handlers], self.app_channel)
         self.inbound = Pipeline([*outer, *self.http_handlers], self._dispatch)
@@ -149,8 +157,9 @@ class Sidecar:
             for spec in assembly.specs(resources, STORE_TYPES, DEFAULT_STATE_STORE, "state.sqlite")
         }
         self.messaging = Messaging(
-            options, resources, tracer, self.state_stores, self.delivery, self.app_channel, self.metrics
-        )
+            options, resources, tracer, self.state_stores, self.delivery, self.app_channel, self.metrics,
+            self.resiliency,
+        )  # fmt: skip
         self.blocks: dict[str, Next] = {
             "invoke": InvokeBlock(self.app_id, peer_out, app_out),
             "state": StateBlock(self.state_stores),
@@ -182,11 +191,23 @@ class Sidecar:
         store = assembly.build(
             spec, "state store", lambda: create(spec.name, spec.settings, home), (StateError,)
         )
+        chain = self.resiliency.chain("component-outbound", spec.name)
+        layers = [*component_layers(self.metrics, spec.name, spec.type), *chain.outer, ClientTracing(tracer)]
         pipeline = Pipeline(
-            [*component_layers(self.metrics, spec.name, spec.type), ClientTracing(tracer)],
+            [*layers, *chain.inner],
             StoreEndpoint(store),
         )
         return StoreEntry(spec.name, spec.type, store, pipeline, prefix)
+
+    def _breaker_changed(self, name: str, old: State, new: State) -> None:
+        """A breaker changed state: say so in the log, on the current span, in metrics."""
+        level = logging.WARNING if new is State.OPEN else logging.INFO
+        log.log(level, "circuit breaker %s: %s -> %s", name, old.value, new.value)
+        trace.get_current_span().add_event(
+            f"circuit breaker {new.value}", {"outrig.breaker": name, "outrig.breaker.previous": old.value}
+        )
+        if self.metrics is not None:
+            self.metrics.breaker(name, new.value)
 
     async def _dispatch(self, call: Call) -> Result:
         block = self.blocks.get(call.block)
@@ -234,6 +255,7 @@ class Sidecar:
             + self.messaging.describe_components(),
             "httpEndpoints": [],
             "subscriptions": [s.describe() for s in self.messaging.subscriptions],
+            "resiliencies": self.resiliency.describe(),
             "extended": {
                 "outrig.httpPort": str(self.api_server.port),
                 "outrig.internalPort": str(self.peer_server.port),

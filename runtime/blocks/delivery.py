@@ -28,7 +28,7 @@ from multidict import CIMultiDict
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
-from outrig.middleware import Call, Hop, Pipeline, Result
+from outrig.middleware import Call, CallError, Hop, Next, Pipeline, Result
 
 from ..components.pubsub import Message
 from . import cloudevents
@@ -154,8 +154,12 @@ class Delivery:
         pipeline: Pipeline,
         group: str,
         record: Callable[[str, bool], None] | None = None,
+        resiliency: Callable[[Next], Next] | None = None,
     ) -> None:
         self.record = record
+        self.attempt: Next = resiliency(self._attempt) if resiliency is not None else self._attempt
+        """One delivery through the pipeline; wrapped in the pubsub's inbound resiliency
+        policy when it has one (retries, where a RETRY answer counts as a failure)."""
         """Told each event's outcome (SUCCESS, RETRY, DROP, EXPIRED, UNROUTED, DEAD_LETTER)
         and whether it was a redelivery, for metrics."""
         self.subscription = subscription
@@ -226,7 +230,11 @@ class Delivery:
             hop=Hop.COMPONENT, route=path, metadata=headers, body=json.dumps(event).encode(), verb="POST",
             attributes=attributes,
         )  # fmt: skip
-        result = await self.pipeline(call)
+        try:
+            result = await self.attempt(call)
+        except CallError as error:  # a timeout, an open breaker: not delivered
+            log.warning("%s: delivery of event %s failed: %s", self.name, event.get("id"), error.message)
+            return Outcome.RETRY
         if result.error is not None:
             log.warning(
                 "%s: delivery of event %s failed: %s", self.name, event.get("id"), result.error.message
@@ -234,6 +242,13 @@ class Delivery:
             return Outcome.RETRY
         verdict: Outcome = result.value
         return verdict
+
+    async def _attempt(self, call: Call) -> Result:
+        """One attempt; an app's RETRY is a 500 here, so retry policies treat it as a failure."""
+        result = await self.pipeline(call)
+        if result.error is None and result.value is Outcome.RETRY:
+            return Result(500, value=Outcome.RETRY)
+        return result
 
     async def _gather(
         self, entry_id: str, event: Mapping[str, Any], path: str, metadata: Mapping[str, str]

@@ -17,7 +17,13 @@ from ..components.metadata import MetadataError
 from ..components.pubsub import PUBSUB_TYPES
 from ..components.state import STORE_TYPES
 from .documents import Document, ResourceError, read_documents
-from .models import ComponentResource, ConfigurationResource, PipelineSpec, SubscriptionResource
+from .models import (
+    ComponentResource,
+    ConfigurationResource,
+    PipelineSpec,
+    ResiliencyResource,
+    SubscriptionResource,
+)
 
 log = logging.getLogger("outrig.resources")
 
@@ -58,6 +64,8 @@ class Resources:
     configuration_document: Document | None = None
     subscriptions: list[Subscription] = field(default_factory=list)
     """Declarative subscriptions (`Subscription` resources) scoped to this app."""
+    resiliencies: list[tuple[ResiliencyResource, Document]] = field(default_factory=list)
+    """`Resiliency` resources scoped to this app, with where they came from."""
 
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
@@ -124,6 +132,10 @@ def _add(resources: Resources, doc: Document, app_id: str) -> None:
                 hint=f"supported: {supported} (see README: what works today)",
             )
         resources.components.append(Component(component, doc))
+    elif doc.kind == "Resiliency":
+        resiliency = validate(doc, ResiliencyResource)
+        if not resiliency.scopes or app_id in resiliency.scopes:
+            resources.resiliencies.append((resiliency, doc))
     elif doc.kind == "Subscription":
         subscription = _subscription(doc, app_id)
         if subscription is not None:

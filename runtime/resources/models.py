@@ -99,3 +99,15 @@ class SubscriptionResource(_Spec):
     metadata: Metadata
     spec: dict[str, Any]
     scopes: list[str] = Field(default_factory=list)
+
+
+class ResiliencyResource(_Spec):
+    """Dapr's `Resiliency`: `spec.policies` (timeouts, retries, circuitBreakers) and
+    `spec.targets` (apps, components with inbound/outbound, actors). The policies' fields
+    are checked when the policies are built, which names the policy and field."""
+
+    apiVersion: str  # noqa: N815
+    kind: Literal["Resiliency"]
+    metadata: Metadata
+    spec: dict[str, Any] = Field(default_factory=dict)
+    scopes: list[str] = Field(default_factory=list)

@@ -6,6 +6,8 @@ Run: python echo.py PORT. Routes:
 - /unicode: a response header with non-ASCII text;
 - /declared/{code}?length=N: status `code`, no body, `Content-Length: N`;
 - /endless: streams until the reader leaves; /active: how many such streams are open;
+- /flaky/{n}/{key}: 503 for the first n calls with that key, then 200; /calls/{key} counts;
+- /hang?seconds=S: answers after S seconds (default 60);
 - anything else: JSON of method, path, query, headers, body length and sha256.
 """
 
@@ -95,6 +97,28 @@ async def echo(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(body), content_type="application/json", headers={"x-echo": "yes"})
 
 
+CALLS: dict[str, int] = {}
+
+
+async def flaky(request: web.Request) -> web.Response:
+    """/flaky/{n}/{key}: 503 for the first n calls with this key, then 200; every call is
+    counted (GET /calls/{key} says how many arrived)."""
+    key = request.match_info["key"]
+    CALLS[key] = CALLS.get(key, 0) + 1
+    if CALLS[key] <= int(request.match_info["n"]):
+        return web.Response(status=503, text=f"failing call {CALLS[key]}")
+    return web.Response(text=f"ok after {CALLS[key]} calls")
+
+
+async def calls(request: web.Request) -> web.Response:
+    return web.Response(text=str(CALLS.get(request.match_info["key"], 0)))
+
+
+async def hang(request: web.Request) -> web.Response:
+    await asyncio.sleep(float(request.query.get("seconds", "60")))
+    return web.Response(text="woke up")
+
+
 def main() -> None:
     app = web.Application(client_max_size=1 << 30)
     app.router.add_route("*", "/status/{code}", status)
@@ -103,6 +127,9 @@ def main() -> None:
     app.router.add_route("*", "/declared/{code}", declared)
     app.router.add_get("/endless", endless)
     app.router.add_get("/active", active)
+    app.router.add_route("*", "/flaky/{n}/{key}", flaky)
+    app.router.add_get("/calls/{key}", calls)
+    app.router.add_route("*", "/hang", hang)
     app.router.add_route("*", "/{tail:.*}", echo)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
