@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--body", type=int, default=1024)
     parser.add_argument("--sampling", default="1", help="tracing samplingRate for the sidecars")
+    parser.add_argument("--no-metrics", action="store_true", help="spec.metric.enabled: false")
     parser.add_argument(
         "--floor", action="store_true", help="bare uvicorn+aiohttp forwarders instead of sidecars"
     )
@@ -106,6 +107,8 @@ def main() -> None:
     app_port, a_port, b_port = free_port(), free_port(), free_port()
     procs = [subprocess.Popen([sys.executable, str(HERE / "echo_app.py"), str(app_port)], env=env)]
     tracing = f'  tracing:\n    samplingRate: "{args.sampling}"\n'
+    if args.no_metrics:
+        tracing = "  metric:\n    enabled: false\n" + tracing
     if args.otlp:
         grpc_port, http_port = free_port(), free_port()
         jaeger_env = dict(

@@ -148,15 +148,14 @@ class ResiliencyPolicies:
     def _listener(self, name: str) -> Listener:
         return functools.partial(self._on_change, name)
 
-    def per_target(self, kind: str, targets: Sequence[str] | None = None) -> tuple[PerTarget, PerTarget]:
-        """Outer and inner `PerTarget` layers for calls whose target varies (app ids)."""
+    def per_target(self, kind: str) -> tuple[list[Middleware], list[Middleware]]:
+        """Outer and inner layers for calls whose target varies (app ids): a `PerTarget`
+        each, or none at all when no target has a policy (nothing to pay on the hot path)."""
         table = self.apps if kind == "app" else {}
-        names = list(targets) if targets is not None else list(table)
-        chains = {name: self.chain(kind, name) for name in names}
-        return (
-            PerTarget({name: chain.outer for name, chain in chains.items()}),
-            PerTarget({name: chain.inner for name, chain in chains.items()}),
-        )
+        chains = {name: self.chain(kind, name) for name in table}
+        outer = PerTarget({name: chain.outer for name, chain in chains.items()})
+        inner = PerTarget({name: chain.inner for name, chain in chains.items()})
+        return ([outer] if outer.layers else [], [inner] if inner.layers else [])
 
     def describe(self) -> list[dict[str, Any]]:
         return self.loaded

@@ -143,9 +143,9 @@ class Sidecar:
         outer: list[Middleware] = [*measured, ErrorMapping(), ServerTracing(tracer)]
         # Peer calls are measured once, by the callee (hop "peer"); the caller's view of
         # them is the app-api call that made them.
-        per_app_outer, per_app_inner = self.resiliency.per_target("app")
+        outer_app, inner_app = self.resiliency.per_target("app")
         peer_out = Pipeline(
-            [per_app_outer, ClientTracing(tracer), per_app_inner],
+            [*outer_app, ClientTracing(tracer), *inner_app],
             PeerChannel(self.resolver, self.peer_transport),
         )
         self.app_channel = AppChannel(self.app_id, options.app_host, options.app_port, self.transport)
