@@ -190,6 +190,9 @@ def _port(given: int | None) -> int:
 # --- the stack ------------------------------------------------------------------------------
 
 
+PORT_ATTEMPTS = 3
+
+
 class Stack:
     """Everything `scripts/stack` runs. Ports not given are picked free when it is made;
     `workdir` (default: a temporary folder, removed at `stop()`) holds the generated
@@ -212,6 +215,13 @@ class Stack:
         self._own_workdir = workdir is None
         self.keep_workdir = keep_workdir
         self.workdir = workdir if workdir is not None else Path(tempfile.mkdtemp(prefix="outrig-stack-"))
+        self._given = {
+            name for name, value in (
+                ("redis_port", redis_port), ("jaeger_otlp_grpc_port", jaeger_otlp_grpc_port),
+                ("jaeger_otlp_http_port", jaeger_otlp_http_port), ("jaeger_query_port", jaeger_query_port),
+                ("prometheus_port", prometheus_port),
+            ) if value
+        }  # fmt: skip
         self.redis_port = _port(redis_port)
         self.jaeger_otlp_grpc_port = _port(jaeger_otlp_grpc_port)
         self.jaeger_otlp_http_port = _port(jaeger_otlp_http_port)
@@ -277,9 +287,12 @@ class Stack:
             binaries = {"redis": redis_binary(), "jaeger": jaeger_binary(), "prometheus": prometheus_binary()}
             for folder in (self.logs, self.home):
                 folder.mkdir(parents=True, exist_ok=True)
-            self._start_redis(binaries["redis"])
-            self._start_jaeger(binaries["jaeger"])
-            self._start_prometheus(binaries["prometheus"])
+            self._on_free_ports(lambda: self._start_redis(binaries["redis"]), "redis_port")
+            self._on_free_ports(
+                lambda: self._start_jaeger(binaries["jaeger"]),
+                "jaeger_otlp_grpc_port", "jaeger_otlp_http_port", "jaeger_query_port",
+            )  # fmt: skip
+            self._on_free_ports(lambda: self._start_prometheus(binaries["prometheus"]), "prometheus_port")
             self._start_services()
             self._maybe_start_grafana()
         except BaseException:
@@ -333,6 +346,22 @@ class Stack:
         process = Process(name, proc, log)
         self.processes.append(process)
         return process
+
+    def _on_free_ports(self, start: Callable[[], None], *ports: str) -> None:
+        """Start a server; if a port picked for it was taken meanwhile (free ports are
+        picked, released, then bound by the server: another process can come between),
+        pick new ones and try again. Ports given by the caller are never changed."""
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                start()
+                return
+            except StackError as exc:
+                if "address already in use" not in str(exc).lower() or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                if self._given.intersection(ports):
+                    raise
+                for name in ports:
+                    setattr(self, name, free_port())
 
     def _wait(self, process: Process, what: str, ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + STARTUP_SECONDS
