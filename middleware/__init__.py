@@ -5,7 +5,7 @@ A middleware is any object with `async def __call__(self, call, call_next) -> Re
 
 from ._call import Body, Call, Hop, Middleware, Next, Result, Stream, iterate
 from ._errors import CallError
-from ._pipeline import ErrorMapping, Pipeline
+from ._pipeline import ErrorMapping, Pipeline, fold
 from .plugins import PluginError
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "PluginError",
     "Result",
     "Stream",
+    "fold",
     "iterate",
 ]

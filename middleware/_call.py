@@ -7,7 +7,7 @@ turn the `Result` back into their own wire format, so one middleware serves them
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,7 +80,7 @@ class Call:
     attributes: dict[str, Any] = field(default_factory=dict)
     """Facts about this call recorded on its span (semantic-convention names), set by the
     adapter and by middleware before the tracing layer starts the span."""
-    links: list[dict[str, str]] = field(default_factory=list)
+    links: Sequence[Mapping[str, str]] = ()
     """Trace contexts this call's span links to, as W3C carriers (`traceparent`,
     `tracestate`): the messages of a batch delivered at once, say."""
 

@@ -12,6 +12,14 @@ from ._errors import ERR_INTERNAL, CallError
 log = logging.getLogger("outrig.middleware")
 
 
+def fold(middleware: Sequence[Middleware], endpoint: Next) -> Next:
+    """`endpoint` wrapped in `middleware` (`middleware[0]` outermost), as one callable."""
+    handler = endpoint
+    for link in reversed(middleware):
+        handler = functools.partial(link.__call__, call_next=handler)
+    return handler
+
+
 class Pipeline:
     """A chain of middleware in front of an endpoint, built once and called per request.
 
@@ -27,11 +35,8 @@ class Pipeline:
         self.replace(middleware, endpoint)
 
     def replace(self, middleware: Sequence[Middleware], endpoint: Next) -> None:
-        handler = endpoint
-        for link in reversed(middleware):
-            handler = functools.partial(link.__call__, call_next=handler)
         self.middleware = tuple(middleware)
-        self._handler = handler
+        self._handler = fold(middleware, endpoint)
 
     async def __call__(self, call: Call) -> Result:
         return await self._handler(call)

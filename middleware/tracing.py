@@ -9,7 +9,7 @@ and middleware) are recorded on the span as they are.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -45,7 +45,7 @@ def _messaging(call: Call) -> tuple[str, SpanKind] | None:
     return f"{name} {call.subject}", _MESSAGING_KINDS.get(operation_type, SpanKind.INTERNAL)
 
 
-def _link(carrier: dict[str, str]) -> Link | None:
+def _link(carrier: Mapping[str, str]) -> Link | None:
     context = trace.get_current_span(propagate.extract(carrier)).get_span_context()
     return Link(context) if context.is_valid else None
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from outrig.middleware import Call, Middleware, Next, Result
+from outrig.middleware import Call, Middleware, Next, Result, fold
 from outrig.middleware.resiliency import (
     DEFAULT_TRIP,
     Breaker,
@@ -84,14 +84,7 @@ class Chain:
 
     def wrap(self, call_next: Next) -> Next:
         """`call_next` inside all of this chain's layers (for callers with no client span)."""
-        return _fold(self.outer, _fold(self.inner, call_next))
-
-
-def _fold(layers: Sequence[Middleware], call_next: Next) -> Next:
-    handler = call_next
-    for layer in reversed(layers):
-        handler = functools.partial(layer.__call__, call_next=handler)
-    return handler
+        return fold(self.outer, fold(self.inner, call_next))
 
 
 class PerTarget:
@@ -104,7 +97,7 @@ class PerTarget:
         chain = self.layers.get(call.target)
         if chain is None:
             return await call_next(call)
-        return await _fold(chain, call_next)(call)
+        return await fold(chain, call_next)(call)
 
 
 class ResiliencyPolicies:

@@ -19,6 +19,7 @@ PUBLIC = {
         "PluginError",
         "Result",
         "Stream",
+        "fold",
         "iterate",
     ],
     "outrig.middleware.resiliency": [

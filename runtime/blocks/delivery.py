@@ -32,7 +32,7 @@ from outrig.middleware import Call, CallError, Hop, Next, Pipeline, Result
 
 from ..components.pubsub import Message
 from . import cloudevents
-from .pubsub import TRACE_KEYS, Outgoing, PubSubEntry, send
+from .pubsub import Outgoing, PubSubEntry, send, trace_carrier
 from .subscriptions import Subscription
 
 log = logging.getLogger("outrig.pubsub")
@@ -221,7 +221,7 @@ class Delivery:
 
     async def _deliver(self, event: Mapping[str, Any], path: str, metadata: Mapping[str, str]) -> Outcome:
         headers = self._headers(cloudevents.CLOUDEVENT_CONTENT_TYPE)
-        headers.update(_trace_carrier(event, metadata))
+        headers.update(trace_carrier(event, metadata))
         attributes = self._attributes()
         if isinstance(event.get("id"), str):
             attributes["messaging.message.id"] = event["id"]
@@ -297,7 +297,7 @@ class Delivery:
             block="pubsub", operation="deliver_bulk", target=self.entry.name, subject=sub.topic,
             hop=Hop.COMPONENT, route=path, metadata=self._headers("application/json"),
             body=json.dumps(envelope).encode(), verb="POST", request=list(batch.events),
-            attributes=attributes, links=[_trace_carrier(e, m) for e, m in batch.events.values()],
+            attributes=attributes, links=[trace_carrier(e, m) for e, m in batch.events.values()],
         )  # fmt: skip
         verdicts: dict[str, Outcome] = {}
         try:
@@ -323,13 +323,3 @@ class Delivery:
             return False
         log.info("%s: event %s moved to dead-letter topic %s", self.name, event.get("id"), topic)
         return True
-
-
-def _trace_carrier(event: Mapping[str, Any], metadata: Mapping[str, str]) -> dict[str, str]:
-    """The publisher's trace context: from the CloudEvent, or the message's metadata."""
-    carrier: dict[str, str] = {}
-    for key in TRACE_KEYS:
-        value = event.get(key) or metadata.get(key)
-        if isinstance(value, str) and value:
-            carrier[key] = value
-    return carrier

@@ -25,6 +25,16 @@ from .requests import request_of
 TRACE_KEYS = ("traceparent", "tracestate")
 
 
+def trace_carrier(*sources: Mapping[str, Any]) -> dict[str, str]:
+    """The W3C trace context in `sources`: for each key, the first non-empty value."""
+    carrier: dict[str, str] = {}
+    for key in TRACE_KEYS:
+        value = next((v for source in sources if isinstance(v := source.get(key), str) and v), None)
+        if value is not None:
+            carrier[key] = value
+    return carrier
+
+
 @dataclass(frozen=True)
 class PublishEntry:
     """One message to publish: its payload as the app sent it, and how to send it."""
@@ -156,7 +166,7 @@ async def send(
         attributes["messaging.batch.message_count"] = len(outgoing)
     call = Call(
         block="pubsub", operation="publish", target=entry.name, subject=topic, hop=Hop.COMPONENT, route="",
-        metadata=CIMultiDict((k, metadata[k]) for k in TRACE_KEYS if k in metadata), request=outgoing,
+        metadata=CIMultiDict(trace_carrier(metadata)), request=outgoing,
         attributes=attributes,
     )  # fmt: skip
     result = await entry.pipeline(call)
@@ -173,7 +183,7 @@ class PublishEndpoint:
 
     async def __call__(self, call: Call) -> Result:
         outgoing: Sequence[Outgoing] = call.request
-        trace = {k: call.metadata[k] for k in TRACE_KEYS if k in call.metadata}
+        trace = trace_carrier(call.metadata)
         results = await asyncio.gather(*(self._publish(call.subject, item, trace) for item in outgoing))
         failures = [f for f in results if f is not None]
         return Result(500 if failures else 204, value=failures)
