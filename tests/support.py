@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -209,3 +211,22 @@ def resource_folder(parent: Path, files: dict[str, str], folder: str = "res") ->
     for file_name, content in files.items():
         (path / file_name).write_text(content)
     return path
+
+
+def deliveries(app_port: int) -> list[dict[str, Any]]:
+    """Every delivery tests/apps/subscriber.py on `app_port` has received so far, in order."""
+    records: list[dict[str, Any]] = httpx.get(f"http://127.0.0.1:{app_port}/received", timeout=30).json()
+    return records
+
+
+def wait_for_deliveries(
+    app_port: int, enough: Callable[[list[dict[str, Any]]], bool] = bool, within: float = 15
+) -> list[dict[str, Any]]:
+    """The subscriber's deliveries once `enough` holds of them (by default: any at all),
+    or as they are after `within` seconds; the caller asserts what it expects."""
+    deadline = time.monotonic() + within
+    while True:
+        got = deliveries(app_port)
+        if enough(got) or time.monotonic() >= deadline:
+            return got
+        time.sleep(0.05)

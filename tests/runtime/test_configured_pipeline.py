@@ -5,12 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.support import Processes, component_yaml, free_port, resource_folder
+from tests.support import Processes, component_yaml, free_port, resource_folder, wait_for_deliveries
 
 
 def header_component(name: str, value: str) -> str:
@@ -208,9 +207,7 @@ def test_configured_handlers_run_on_publish_and_on_delivery(procs: Processes, tm
         "talker", app_port=port, extra_args=["--resources-path", str(resources), "--config", str(config)]
     )
     assert httpx.post(sidecar.url("/v1.0/publish/pubsub/words"), json={"word": "quiet"}).status_code == 204
-    deadline = time.monotonic() + 15
-    while not (got := httpx.get(f"http://127.0.0.1:{port}/received").json()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    got = wait_for_deliveries(port)
     assert got, "never delivered"
     assert got[0]["event"]["data"] == {"WORD": "QUIET"}, "httpPipeline ran on the publish"
     assert got[0]["headers"]["x-trail"] == "delivered", "appHttpPipeline ran on the delivery"

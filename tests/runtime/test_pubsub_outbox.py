@@ -12,7 +12,7 @@ import httpx
 
 from tests.redis_server import RedisServer
 from tests.runtime.test_configured_pipeline import start_failure
-from tests.support import Processes, component_yaml, resource_folder
+from tests.support import Processes, component_yaml, deliveries, resource_folder, wait_for_deliveries
 
 
 def outbox_resources(tmp_path: Path, redis: RedisServer, pubsub: str = "broker") -> Path:
@@ -58,13 +58,9 @@ def test_committed_transactions_publish_their_items_and_failed_ones_nothing(
         assert (refused.status_code, refused.json()["errorCode"]) == (409, "ERR_STATE_TRANSACTION")
         assert client.get(sidecar.url(f"/v1.0/state/store/lost-{m}")).status_code == 204
 
-        deadline = time.monotonic() + 15
-        got: list[dict[str, object]] = []
-        while len(got) < 2 and time.monotonic() < deadline:
-            got = [r["event"] for r in client.get(f"http://127.0.0.1:{port}/received").json()]
-            time.sleep(0.05)
-        time.sleep(2)  # a failed transaction's items would have come by now
-        events = [r["event"] for r in client.get(f"http://127.0.0.1:{port}/received").json()]
+    wait_for_deliveries(port, lambda got: len(got) >= 2)
+    time.sleep(2)  # a failed transaction's items would have come by now
+    events = [r["event"] for r in deliveries(port)]
     by_subject = {e["subject"]: e for e in events}
     assert sorted(by_subject) == [f"order-{m}", "stock"], events
     assert len(events) == 2, "each committed item once; nothing of the failed transaction"

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.redis_server import RedisServer
-from tests.support import Processes, Sidecar, component_yaml, resource_folder
+from tests.support import Processes, Sidecar, component_yaml, deliveries, resource_folder
 
 EVENTS = 2000
 RATE = 200
@@ -94,8 +94,7 @@ def test_no_acknowledged_event_is_lost_through_sidecar_kills_and_a_redis_restart
         assert all(status in (0, 500) for _, status in refused), refused[:5]
 
         def delivered() -> Counter[int]:
-            records = httpx.get(f"http://127.0.0.1:{app_port}/received", timeout=30).json()
-            return Counter(r["event"]["data"]["n"] for r in records)
+            return Counter(r["event"]["data"]["n"] for r in deliveries(app_port))
 
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import secrets
-import time
-from typing import Any
 
 import httpx
 
 from tests.runtime.test_tracing import wait_for_spans
-from tests.support import Processes
+from tests.support import Processes, wait_for_deliveries
 
 
 def test_one_trace_from_a_request_through_publish_and_delivery_to_the_subscriber(procs: Processes) -> None:
@@ -28,13 +26,9 @@ def test_one_trace_from_a_request_through_publish_and_delivery_to_the_subscriber
     )
     assert reply.status_code == 204, reply.text
 
-    deadline = time.monotonic() + 15
-    received: list[dict[str, object]] = []
-    while not received and time.monotonic() < deadline:
-        received = httpx.get(f"http://127.0.0.1:{shipping_port}/received").json()
-        time.sleep(0.05)
+    received = wait_for_deliveries(shipping_port)
     assert received, "app B never got the event"
-    seen_by_b = str(received[0]["headers"]["traceparent"])  # type: ignore[index]
+    seen_by_b = str(received[0]["headers"]["traceparent"])
 
     spans = wait_for_spans(procs.home, trace_id, 6)
     by_role = {(s.service, s.kind, s.name): s for s in spans}
@@ -82,11 +76,7 @@ def test_a_batch_delivery_links_to_the_publish_of_each_event(procs: Processes) -
         [send] = [s for s in spans if s.kind == "PRODUCER"]
         producers[trace_id] = send.span_id
 
-    deadline = time.monotonic() + 15
-    received: list[dict[str, Any]] = []
-    while len(received) < 3 and time.monotonic() < deadline:
-        received = httpx.get(f"http://127.0.0.1:{port}/received").json()
-        time.sleep(0.05)
+    received = wait_for_deliveries(port, lambda got: len(got) >= 3)
     assert [r["batch"] for r in received] == [3, 3, 3], "one batch of three"
     batch_trace = received[0]["headers"]["traceparent"].split("-")[1]
     spans = wait_for_spans(procs.home, batch_trace, 2)

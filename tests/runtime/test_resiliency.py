@@ -14,7 +14,7 @@ import httpx
 from tests.runtime.test_configured_pipeline import start_failure
 from tests.runtime.test_metrics import scrape, series
 from tests.runtime.test_tracing import wait_for_spans
-from tests.support import Processes, Sidecar, component_yaml, resource_folder
+from tests.support import Processes, Sidecar, component_yaml, deliveries, resource_folder, wait_for_deliveries
 
 POLICIES = """apiVersion: dapr.io/v1alpha1
 kind: Resiliency
@@ -153,13 +153,9 @@ def test_a_delivery_answered_retry_is_retried_per_policy_then_dead_lettered(
     folder = resource_folder(tmp_path, files)
     sidecar = procs.sidecar("front", app_port=port, extra_args=["--resources-path", str(folder)])
     assert httpx.post(sidecar.url("/v1.0/publish/pubsub/doomed"), json={"n": 1}).status_code == 204
-    deadline = time.monotonic() + 10
-    got: list[dict[str, object]] = []
-    while time.monotonic() < deadline and not any(r["route"] == "/dead" for r in got):
-        got = httpx.get(f"http://127.0.0.1:{port}/received").json()
-        time.sleep(0.05)
+    wait_for_deliveries(port, lambda got: any(r["route"] == "/dead" for r in got), within=10)
     time.sleep(0.5)
-    got = httpx.get(f"http://127.0.0.1:{port}/received").json()
+    got = deliveries(port)
     assert [r["route"] for r in got] == ["/doomed"] * 4 + ["/dead"], got
     assert [r["attempt"] for r in got[:4]] == [1, 2, 3, 4], "the first try and 3 retries (maxRetries 3)"
 

@@ -7,19 +7,13 @@ from collections.abc import Sequence
 
 from outrig.middleware import Call, CallError, Hop, Result
 from outrig.middleware.resiliency import CircuitBreaker, State
+from tests.middleware.test_pipeline import make_call as pipeline_call
 
 
 def make_call(**overrides: object) -> Call:
-    fields: dict[str, object] = {
-        "block": "invoke",
-        "operation": "invoke",
-        "target": "b",
-        "subject": "m",
-        "hop": Hop.PEER,
-        "route": "/v1.0/invoke/{appId}/method/{method}",
-    }
-    fields.update(overrides)
-    return Call(**fields)  # type: ignore[arg-type]
+    """A peer invocation (what resiliency wraps), from the pipeline tests' call maker."""
+    defaults: dict[str, object] = {"hop": Hop.PEER, "route": "/v1.0/invoke/{appId}/method/{method}"}
+    return pipeline_call(**{**defaults, **overrides})
 
 
 class FakeClock:
