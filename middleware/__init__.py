@@ -5,6 +5,7 @@ A middleware is any object with `async def __call__(self, call, call_next) -> Re
 
 from ._call import Body, Call, Hop, Middleware, Next, Result, Stream, iterate
 from ._errors import CallError
+from ._lifecycle import MiddlewareContext
 from ._pipeline import ErrorMapping, Pipeline, fold
 from .plugins import PluginError
 
@@ -15,6 +16,7 @@ __all__ = [
     "ErrorMapping",
     "Hop",
     "Middleware",
+    "MiddlewareContext",
     "Next",
     "Pipeline",
     "PluginError",

@@ -11,11 +11,22 @@ import time
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.metrics import NoOpMeter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
-from outrig.middleware import Call, CallError, ErrorMapping, Middleware, Next, Pipeline, Result
+from outrig.middleware import (
+    Call,
+    CallError,
+    ErrorMapping,
+    Middleware,
+    MiddlewareContext,
+    Next,
+    Pipeline,
+    Result,
+)
+from outrig.middleware._lifecycle import start_all, stop_all
 from outrig.middleware.resiliency import State
 from outrig.middleware.tracing import ClientTracing, ServerTracing
 from outrig.telemetry import TracingSettings, build_tracer_provider, shutdown_provider, trace_store_path
@@ -149,8 +160,15 @@ class Sidecar:
             PeerChannel(self.resolver, self.peer_transport),
         )
         self.app_channel = AppChannel(self.app_id, options.app_host, options.app_port, self.transport)
-        app_out = Pipeline([*measured, ClientTracing(tracer), *self.app_handlers], self.app_channel)
-        self.inbound = Pipeline([*outer, *self.http_handlers], self._dispatch)
+        app_handlers = [m for _, m in self.app_handlers]
+        app_out = Pipeline([*measured, ClientTracing(tracer), *app_handlers], self.app_channel)
+        self.inbound = Pipeline([*outer, *(m for _, m in self.http_handlers)], self._dispatch)
+        self._middleware_context = MiddlewareContext(
+            self.app_id,
+            "",
+            self.meter_provider.get_meter("outrig.middleware") if self.meter_provider else NoOpMeter(""),
+            tracer,
+        )
         self.delivery = Pipeline(outer, AppDelivery(app_out))
         self.state_stores = {
             spec.name: self._state_store(spec, tracer)
@@ -259,8 +277,8 @@ class Sidecar:
             "extended": {
                 "outrig.httpPort": str(self.api_server.port),
                 "outrig.internalPort": str(self.peer_server.port),
-                "outrig.httpPipeline": ",".join(type(m).__name__ for m in self.http_handlers),
-                "outrig.appHttpPipeline": ",".join(type(m).__name__ for m in self.app_handlers),
+                "outrig.httpPipeline": ",".join(type(m).__name__ for _, m in self.http_handlers),
+                "outrig.appHttpPipeline": ",".join(type(m).__name__ for _, m in self.app_handlers),
             },
             "appConnectionProperties": {
                 "port": opts.app_port or 0,
@@ -285,6 +303,7 @@ class Sidecar:
     async def start(self) -> None:
         if self.metrics_server is not None:
             await self.metrics_server.start()
+        await start_all([*self.http_handlers, *self.app_handlers], self._middleware_context)
         await self.transport.start()
         await self.peer_transport.start()
         await self.peer_server.start()
@@ -354,6 +373,7 @@ class Sidecar:
         await self.peer_transport.close()
         for entry in self.state_stores.values():
             await entry.store.close()
+        await stop_all(m for _, m in [*self.http_handlers, *self.app_handlers])
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         loop = asyncio.get_running_loop()

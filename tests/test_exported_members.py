@@ -14,6 +14,7 @@ PUBLIC = {
         "ErrorMapping",
         "Hop",
         "Middleware",
+        "MiddlewareContext",
         "Next",
         "Pipeline",
         "PluginError",

@@ -187,13 +187,14 @@ def _warn_unknown(doc: Document, config: ConfigurationResource) -> None:
         )
 
 
-def configured_handlers(resources: Resources, pipeline: str) -> list[Middleware]:
-    """Build the middleware of `spec.httpPipeline` or `spec.appHttpPipeline`, in declared order."""
+def configured_handlers(resources: Resources, pipeline: str) -> list[tuple[str, Middleware]]:
+    """Build the middleware of `spec.httpPipeline` or `spec.appHttpPipeline`, in declared
+    order, each with its component's name."""
     config, doc = resources.configuration, resources.configuration_document
     if config is None or doc is None:
         return []
     spec: PipelineSpec = getattr(config.spec, pipeline)
-    built: list[Middleware] = []
+    built: list[tuple[str, Middleware]] = []
     for i, handler in enumerate(spec.handlers):
         path: tuple[str | int, ...] = ("spec", pipeline, "handlers", i)
         component = resources.component(handler.name)
@@ -213,7 +214,7 @@ def configured_handlers(resources: Resources, pipeline: str) -> list[Middleware]
                 handler.type,
                 hint="make the handler's type match the component's spec.type",
             )
-        built.append(_build(component))
+        built.append((handler.name, _build(component)))
     return built
 
 
