@@ -73,7 +73,10 @@ class Call:
     """The HTTP verb for invocations (gRPC invocations carry one too, as Dapr's do)."""
     query: str = ""
     caller: str | None = None
-    """The calling app id, once known (from the peer sidecar or, later, its mTLS identity)."""
+    """The calling app id, once known (from the peer sidecar or its mTLS identity)."""
+    identity: str | None = None
+    """The caller's SPIFFE ID (`spiffe://<trust-domain>/ns/<namespace>/<app-id>`), set only
+    when mTLS verified it; None on unauthenticated hops."""
     request: Any = None
     """The parsed request of building blocks other than invocation (for state, the items
     to save or the keys to read), the same whichever API (HTTP, gRPC) it came in by."""
