@@ -42,7 +42,7 @@ async def measure(sampling: float, store: bool, metrics: bool = True) -> float:
          "spec": {"tracing": {"samplingRate": sampling}, "metric": {"enabled": metrics}}}
     )  # fmt: skip
     sidecar = Sidecar(
-        SidecarOptions(app_id="a", http_port=0, internal_port=0, metrics_port=0),
+        SidecarOptions(app_id="a", http_port=0, grpc_port=0, internal_port=0, metrics_port=0),
         Resources(configuration=config),
     )
 

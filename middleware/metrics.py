@@ -7,15 +7,17 @@ is bounded: routes are templates, and targets past `MAX_TARGETS` distinct values
 `_other`, so a caller inventing app ids cannot grow the series without end.
 
 Placed outermost, so it sees every call's outcome, errors included. Calls in flight are
-counted in a plain dict and observed at collection: an SDK measurement costs ~13 us (the
-SDK cleans and hashes every attribute each time), one per call is enough.
+counted in a plain dict and observed at collection. Durations go to a `record(seconds,
+values)` function when the sidecar gives one (its pre-aggregated histogram: an SDK
+measurement costs ~13 us, the SDK cleaning and hashing every attribute each time), else
+to an SDK histogram of `meter`.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -46,14 +48,22 @@ def operation_name(call: Call) -> str:
     return call.block if call.operation == call.block else f"{call.block}.{call.operation}"
 
 
+DURATION = "outrig.call.duration"
+DURATION_DESCRIPTION = "Duration of building-block calls, per hop"
+DURATION_KEYS = ("operation", "hop", "target", "route", "status", "error_code")
+"""The attributes of each duration, in the order `record` takes their values."""
+
+RecordDuration = Callable[[float, tuple[str, ...]], None]
+
+
 class CallMetrics:
     """Records the calls of every pipeline it is placed in (one instance per sidecar)."""
 
-    def __init__(self, meter: Meter, max_targets: int = MAX_TARGETS) -> None:
+    def __init__(
+        self, meter: Meter, max_targets: int = MAX_TARGETS, record: RecordDuration | None = None
+    ) -> None:
         self.targets = BoundedValues(max_targets)
-        self.duration = meter.create_histogram(
-            "outrig.call.duration", unit="s", description="Duration of building-block calls, per hop"
-        )
+        self.record = record or _sdk_histogram(meter)
         self._active: Counter[tuple[str, str]] = Counter()
         meter.create_observable_up_down_counter(
             "outrig.calls.active", [self._observe_active], description="Calls in progress, per hop"
@@ -79,14 +89,16 @@ class CallMetrics:
             raise
         finally:
             self._active[key] -= 1
-            self.duration.record(
+            self.record(
                 time.perf_counter() - start,
-                {
-                    "operation": key[1],
-                    "hop": key[0],
-                    "target": self.targets(call.target),
-                    "route": call.route,
-                    "status": str(status),
-                    "error_code": code,
-                },
+                (key[1], key[0], self.targets(call.target), call.route, str(status), code),
             )
+
+
+def _sdk_histogram(meter: Meter) -> RecordDuration:
+    histogram = meter.create_histogram(DURATION, unit="s", description=DURATION_DESCRIPTION)
+
+    def record(seconds: float, values: tuple[str, ...]) -> None:
+        histogram.record(seconds, dict(zip(DURATION_KEYS, values, strict=True)))
+
+    return record

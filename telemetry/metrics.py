@@ -14,14 +14,21 @@ import os
 import resource
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
+
+from .preaggregated import Preaggregated
 
 log = logging.getLogger("outrig.telemetry")
 
@@ -33,7 +40,6 @@ LATENCY_BUCKETS = (
 whole requests of a mesh usually fall: a percentile read from a histogram is only as good
 as the buckets around it (measured: with no edge between 10 and 25 ms, a 13 ms checkout
 read as a 23 ms p90)."""
-DURATION_INSTRUMENT = "outrig.call.duration"
 APP_ID = "app_id"
 """The label naming the sidecar's app on every series, as Dapr's metrics have it."""
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -55,29 +61,53 @@ def otlp_metrics_from_environment() -> bool:
     )
 
 
+class _Merging(MetricReader):
+    """A reader that adds outrig's pre-aggregated histograms to each collection it gets."""
+
+    _extra: Preaggregated
+    _resource: Resource
+
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        merged = self._extra.merge_into(metrics_data, self._resource)
+        super()._receive_metrics(merged, timeout_millis, **kwargs)  # type: ignore[safe-super]  # the concrete reader next in the MRO
+
+
+class _PrometheusReader(_Merging, PrometheusMetricReader):
+    def __init__(self, registry: CollectorRegistry, extra: Preaggregated, resource: Resource) -> None:
+        # `app_id` is a resource attribute the exporter copies onto every series:
+        # cheaper than an attribute on every measurement.
+        PrometheusMetricReader.__init__(
+            self, resource_attribute_filter=lambda key: key == APP_ID, registry=registry
+        )
+        self._extra, self._resource = extra, resource
+
+
+class _OtlpReader(_Merging, PeriodicExportingMetricReader):
+    def __init__(self, exporter: MetricExporter, extra: Preaggregated, resource: Resource) -> None:
+        PeriodicExportingMetricReader.__init__(self, exporter)
+        self._extra, self._resource = extra, resource
+
+
 def build_meter_provider(
-    service_name: str, settings: MetricsSettings, registry: CollectorRegistry
+    service_name: str,
+    settings: MetricsSettings,
+    registry: CollectorRegistry,
+    preaggregated: Preaggregated | None = None,
 ) -> MeterProvider:
     """A provider whose metrics `registry` serves as Prometheus text (a registry of its own:
     prometheus_client's default one also holds its own process metrics, which would
-    duplicate `process.cpu.time` and `process.memory.usage` under other names)."""
-    # `app_id` is a resource attribute the Prometheus exporter copies onto every series:
-    # cheaper than an attribute on every measurement (each costs ~2 us to clean and hash).
-    readers: list[MetricReader] = [
-        PrometheusMetricReader(resource_attribute_filter=lambda key: key == APP_ID, registry=registry)
-    ]
+    duplicate `process.cpu.time` and `process.memory.usage` under other names), with the
+    histograms of `preaggregated` merged into every collection."""
+    resource = Resource.create({"service.name": service_name, APP_ID: service_name})
+    extra = preaggregated or Preaggregated()
+    readers: list[MetricReader] = [_PrometheusReader(registry, extra, resource)]
     if otlp_metrics_from_environment():
-        readers.append(PeriodicExportingMetricReader(_otlp_exporter()))
-    views = [
-        View(
-            instrument_name=DURATION_INSTRUMENT,
-            aggregation=ExplicitBucketHistogramAggregation(list(settings.latency_buckets)),
-        )
-    ]
+        readers.append(_OtlpReader(_otlp_exporter(), extra, resource))
     return MeterProvider(
         metric_readers=readers,
-        resource=Resource.create({"service.name": service_name, APP_ID: service_name}),
-        views=views,
+        resource=resource,
         # The Prometheus text format carries no exemplars; checking for a sampled span on
         # every measurement would cost for nothing. Dashboards link to traces instead.
         exemplar_filter=AlwaysOffExemplarFilter(),
