@@ -153,7 +153,7 @@ async def serve_invoke(
 async def send_result(send: Send, result: Result, verb: str, scope: Scope, receive: Receive) -> None:
     """Write a Result as an HTTP response; errors become Dapr's JSON error body."""
     if result.error is not None:
-        await send_error(send, result.error)
+        await send_error(send, result.error, result.headers)
         return
     headers = [
         (k.lower().encode(*HEADER_CODEC), v.encode(*HEADER_CODEC))
@@ -215,13 +215,15 @@ async def run_call(
         return None
     result = await pipeline(call)
     if result.error is not None:
-        await send_error(send, result.error)
+        await send_error(send, result.error, result.headers)
         return None
     return result
 
 
-async def send_error(send: Send, error: CallError) -> None:
-    await send_json(send, error.status, error.to_json())
+async def send_error(send: Send, error: CallError, headers: CIMultiDict[str] | None = None) -> None:
+    """Dapr's JSON error body; `headers` (a Result's: `Retry-After`, `RateLimit-*`) go along."""
+    extra = [(k.lower().encode(*HEADER_CODEC), v.encode(*HEADER_CODEC)) for k, v in (headers or {}).items()]
+    await send_json(send, error.status, error.to_json(), extra)
 
 
 async def send_empty(send: Send, status: int) -> None:
@@ -229,8 +231,12 @@ async def send_empty(send: Send, status: int) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def send_json(send: Send, status: int, payload: object) -> None:
+async def send_json(
+    send: Send, status: int, payload: object, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps(payload).encode()
     headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += [h for h in extra if h[0] not in (b"content-type", b"content-length")]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

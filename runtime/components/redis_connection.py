@@ -59,7 +59,7 @@ class RedisSettings:
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> RedisSettings:
-        host, port = _host_port(
+        host, port = host_port(
             text(metadata, "redisHost", required_hint="set it to host:port, e.g. localhost:6379")
         )
         return cls(
@@ -221,7 +221,8 @@ class RedisConnection:
             self._protocol.lost = True
 
 
-def _host_port(address: str) -> tuple[str, int]:
+def host_port(address: str) -> tuple[str, int]:
+    """`host:port` as two parts (port 6379 when left out); a MetadataError names `redisHost`."""
     host, sep, port = address.rpartition(":")
     if not sep:
         return address, 6379
