@@ -16,6 +16,7 @@ from typing import Any
 import pydantic
 
 from ._call import Middleware
+from ._guard import DEFAULT_OWN_TIME_LIMIT, Guarded
 
 ENTRY_POINT_GROUP = "outrig.middleware"
 
@@ -35,9 +36,15 @@ class PluginError(Exception):
 
 def _builtins() -> dict[str, MiddlewareType]:
     from .headers import Headers
+    from .ratelimit import DaprRateLimit, RateLimit
     from .uppercase import Uppercase
 
-    return {"middleware.http.uppercase": Uppercase, "middleware.outrig.headers": Headers}
+    return {
+        "middleware.http.uppercase": Uppercase,
+        "middleware.outrig.headers": Headers,
+        "middleware.http.ratelimit": DaprRateLimit,
+        "middleware.outrig.ratelimit": RateLimit,
+    }
 
 
 def available_types() -> dict[str, MiddlewareType]:
@@ -48,8 +55,13 @@ def available_types() -> dict[str, MiddlewareType]:
     return found
 
 
-def build(type_name: str, metadata: Mapping[str, Any]) -> Middleware:
-    """Build one middleware of `type_name` from its metadata, validated against its Config."""
+def build(type_name: str, metadata: Mapping[str, Any], name: str | None = None) -> Middleware:
+    """Build one middleware of `type_name` from its metadata, validated against its Config.
+
+    With a `name` (the component's), the middleware comes guarded: its failures fail
+    only the call at hand, with an error naming it (see `Guarded`). A type may set a class
+    attribute `own_time_limit` (seconds, or None for no limit) when it waits on purpose.
+    """
     types = available_types()
     try:
         cls = types[type_name]
@@ -61,7 +73,11 @@ def build(type_name: str, metadata: Mapping[str, Any]) -> Middleware:
             "spec.type",
             type_name,
         ) from None
-    return cls(validate_config(type_name, config_type_of(type_name, cls), metadata))
+    middleware = cls(validate_config(type_name, config_type_of(type_name, cls), metadata))
+    if name is None:
+        return middleware
+    limit = getattr(cls, "own_time_limit", DEFAULT_OWN_TIME_LIMIT)
+    return Guarded(name, type_name, middleware, limit)
 
 
 def config_type_of(type_name: str, cls: MiddlewareType) -> type[Any]:
