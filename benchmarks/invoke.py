@@ -7,7 +7,12 @@ straight to app B, then through sidecar A -> sidecar B -> app B, in the same run
 p50/p90/p99 for each, the latency the sidecars add, each sidecar's CPU per 1,000 req/s and
 its peak RSS, next to Dapr 1.17's published figures (measured with Fortio the same way).
 
-    python benchmarks/invoke.py [--rate 1000] [--seconds 30] [--connections 16] [--sampling 1]
+With `--mtls`, a second pair of sidecars with `spec.mtls.enabled` (their own CA in the
+run's outrig home) is measured in the same run, and the cost of mTLS printed against the
+plain pair (the connections between sidecars are pooled: handshakes are rare, so this is
+mostly the cost of encrypting each request and response).
+
+    python benchmarks/invoke.py [--rate 1000] [--seconds 30] [--connections 16] [--sampling 1] [--mtls]
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ def main() -> None:
     parser.add_argument("--body", type=int, default=1024)
     parser.add_argument("--sampling", default="1", help="tracing samplingRate for the sidecars")
     parser.add_argument("--no-metrics", action="store_true", help="spec.metric.enabled: false")
+    parser.add_argument("--mtls", action="store_true", help="also through two sidecars with mTLS on")
     parser.add_argument(
         "--floor", action="store_true", help="bare uvicorn+aiohttp forwarders instead of sidecars"
     )
@@ -126,6 +132,9 @@ def main() -> None:
     config.write_text(
         f"apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: bench\nspec:\n{tracing}"
     )
+    mtls_config = home / "config-mtls.yaml"
+    mtls_config.write_text(config.read_text() + "  mtls:\n    enabled: true\n")
+    mtls_ports = (free_port(), free_port())
     try:
         if args.floor:
             # Two bare uvicorn+aiohttp forwarders, no outrig code: the stack's floor.
@@ -134,24 +143,28 @@ def main() -> None:
                     subprocess.Popen([sys.executable, str(HERE / "floor_proxy.py"), str(port), str(target)])
                 )
         else:
-            for app_id, port, extra in (
-                ("bench-b", b_port, ["--app-port", str(app_port)]),
-                ("bench-a", a_port, []),
-            ):
-                command = [sys.executable, "-m", "outrig.runtime", "run", "--app-id", app_id,
-                           "--dapr-http-port", str(port), "--dapr-grpc-port", str(free_port()),
-                           "--config", str(config), "--log-level", "warn", *extra]  # fmt: skip
-                procs.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
-        for port in (b_port, a_port):
+            pairs = [("bench-b", b_port, "bench-a", a_port, config)]
+            if args.mtls:
+                pairs.append(("bench-b-mtls", mtls_ports[0], "bench-a-mtls", mtls_ports[1], mtls_config))
+            for b_id, b, a_id, a, pair_config in pairs:
+                for app_id, port, extra in ((b_id, b, ["--app-port", str(app_port)]), (a_id, a, [])):
+                    command = [sys.executable, "-m", "outrig.runtime", "run", "--app-id", app_id,
+                               "--dapr-http-port", str(port), "--dapr-grpc-port", str(free_port()),
+                               "--config", str(pair_config), "--log-level", "warn", *extra]  # fmt: skip
+                    procs.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
+        for port in (b_port, a_port, *(mtls_ports if args.mtls and not args.floor else ())):
             wait_healthy(port, "/v1.0/healthz" if not args.floor else "/ready")
-        sidecars = procs[-2:]
+        plain = procs[1:3] if not args.otlp else procs[2:4]
+        sidecars = plain
         binary = tool("install-fortio.sh")
         direct_url = f"http://127.0.0.1:{app_port}/echo"
         via_url = f"http://127.0.0.1:{a_port}/v1.0/invoke/bench-b/method/echo"
         if args.floor:
             via_url = f"http://127.0.0.1:{a_port}/echo"
 
-        def measure(url: str, with_cpu: bool) -> tuple[Run, list[float]]:
+        def measure(
+            url: str, with_cpu: bool, sidecars: list[subprocess.Popen[bytes]] = plain
+        ) -> tuple[Run, list[float]]:
             load(binary, url, args.rate, 2, args.connections, args.body)  # warm-up
             before = [cpu_seconds(p.pid) for p in sidecars]
             run = load(binary, url, args.rate, args.seconds, args.connections, args.body)
@@ -162,6 +175,10 @@ def main() -> None:
 
         direct, _ = measure(direct_url, False)
         via, mcpu = measure(via_url, True)
+        mtls: tuple[Run, list[float]] | None = None
+        if args.mtls and not args.floor:
+            mtls_url = f"http://127.0.0.1:{mtls_ports[1]}/v1.0/invoke/bench-b-mtls/method/echo"
+            mtls = measure(mtls_url, True, procs[-2:])
         rss = [peak_rss_mb(p.pid) for p in sidecars]
         agent_rss = [sum(peak_rss_mb(c) for c in children(p.pid)) for p in sidecars]
     finally:
@@ -188,6 +205,12 @@ def main() -> None:
     added = {p: via.pct(q) - direct.pct(q) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))}
     label = "added by forwarders" if args.floor else "added by outrig"
     print(f"{label:22}{added['p50']:9.2f}{added['p90']:9.2f}{added['p99']:9.2f}")
+    if mtls is not None:
+        run = mtls[0]
+        print(f"{'2 sidecars, mTLS on':22}{run.pct(50):9.2f}{run.pct(90):9.2f}{run.pct(99):9.2f}"
+              f"{run.errors:8d}{run.qps:8.0f}")  # fmt: skip
+        print(f"{'added by mTLS':22}" + "".join(f"{run.pct(q) - via.pct(q):9.2f}" for q in (50, 90, 99)))
+        print(f"{'ratio mTLS on/off':22}" + "".join(f"{run.pct(q) / via.pct(q):9.2f}" for q in (50, 90, 99)))
     print(f"{'Dapr 1.17 adds':22}{DAPR_117['p50']:9.2f}{DAPR_117['p90']:9.2f}{DAPR_117['p99']:9.2f}")
     print(
         f"{'ratio outrig/Dapr':22}" + "".join(f"{added[p] / DAPR_117[p]:9.2f}" for p in ("p50", "p90", "p99"))
@@ -196,6 +219,12 @@ def main() -> None:
         f"\nsidecar CPU per 1,000 req/s, with its telemetry agent: B {mcpu[0]:.0f} mCPU, "
         f"A {mcpu[1]:.0f} mCPU (Dapr 1.17: {DAPR_117['mcpu']} mCPU)"
     )
+    if mtls is not None:
+        m = mtls[1]
+        print(
+            f"with mTLS on: B {m[0]:.0f} mCPU, A {m[1]:.0f} mCPU "
+            f"(ratio to mTLS off: B {m[0] / mcpu[0]:.2f}, A {m[1] / mcpu[1]:.2f})"
+        )
     print(
         f"peak RSS: sidecar B {rss[0]:.1f} MB + agent {agent_rss[0]:.1f} MB, sidecar A {rss[1]:.1f} MB"
         f" + agent {agent_rss[1]:.1f} MB (Dapr 1.17: {DAPR_117['rss_mb']} MB)"

@@ -4,19 +4,23 @@ backlog, and the process itself. Instruments are made once, from the sidecar's m
 Prometheus names: `outrig_component_up{component,type}` (1 while its last call or check
 succeeded), `outrig_pubsub_deliveries_total{pubsub,topic,outcome,redelivery}`,
 `outrig_pubsub_backlog{pubsub,topic}` (polled every `BACKLOG_PERIOD`), and
-`process_cpu_time_seconds_total{mode}`, `process_memory_usage_bytes`; every series carries
+`process_cpu_time_seconds_total{mode}`, `process_memory_usage_bytes`, and with mTLS on
+`outrig_mtls_certificate_expiry_seconds` (seconds until the served workload certificate
+expires: it climbs back at each renewal; alert when it nears 0); every series carries
 `app_id` (from the meter provider's resource).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from outrig.middleware import Call, CallError, Middleware, Next, Result
-from outrig.middleware.metrics import BoundedValues, CallMetrics
+from outrig.middleware.metrics import BoundedValues, CallMetrics, RecordDuration
 from outrig.telemetry.metrics import observe_process
 
 BACKLOG_PERIOD = 5.0
@@ -24,9 +28,19 @@ BREAKER_LEVELS = {"closed": 0, "half-open": 1, "open": 2}
 MAX_TOPICS = 100
 
 
+class _Expiring(Protocol):
+    @property
+    def expires_at(self) -> _Datetime: ...
+
+
+class _Datetime(Protocol):
+    def timestamp(self) -> float: ...
+
+
 class SidecarMetrics:
-    def __init__(self, meter: Meter) -> None:
-        self.calls = CallMetrics(meter)
+    def __init__(self, meter: Meter, record_duration: RecordDuration | None = None) -> None:
+        self._meter = meter
+        self.calls = CallMetrics(meter, record=record_duration)
         self.topics = BoundedValues(MAX_TOPICS)
         self._up: dict[tuple[str, str], bool] = {}
         self._backlog: dict[tuple[str, str], int] = {}
@@ -47,6 +61,15 @@ class SidecarMetrics:
             "outrig.breaker.state", [self._observe_breakers], description="0 closed, 1 half-open, 2 open"
         )
         observe_process(meter)
+
+    def certificate(self, identity: _Expiring) -> None:
+        """Observe the expiry of `identity`'s current certificate (read at each collection)."""
+        self._meter.create_observable_gauge(
+            "outrig.mtls.certificate.expiry",
+            [lambda _options: [Observation(identity.expires_at.timestamp() - time.time())]],
+            unit="s",
+            description="Seconds until the workload certificate served to peers expires",
+        )
 
     def breaker(self, name: str, state: str) -> None:
         self._breakers[name] = state

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
 
 import uvicorn
 
@@ -41,12 +42,24 @@ def bind(host: str, port: int, purpose: str, flag: str) -> socket.socket:
 
 
 class AsgiServer:
-    def __init__(self, app: object, sock: socket.socket, keepalive: float = 5.0) -> None:
+    """One uvicorn server on a bound socket; over TLS with `ssl_context` (a live context, so
+    certificates loaded into it later serve new handshakes), with `http_protocol` in place
+    of uvicorn's httptools protocol (the mTLS peer check, `security.peers`)."""
+
+    def __init__(
+        self,
+        app: object,
+        sock: socket.socket,
+        keepalive: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        http_protocol: type[asyncio.Protocol] | None = None,
+    ) -> None:
         self.sock = sock
         self.port: int = sock.getsockname()[1]
         config = uvicorn.Config(
             app,  # type: ignore[arg-type]
-            http="httptools",
+            http=http_protocol or "httptools",
+            ssl_context_factory=(lambda _config, _default: ssl_context) if ssl_context is not None else None,
             lifespan="off",
             access_log=False,
             proxy_headers=False,

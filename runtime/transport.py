@@ -8,6 +8,8 @@ concurrency where httpx's does not (encode/httpx#3215; measured in the README).
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
@@ -15,6 +17,11 @@ import yarl
 from multidict import CIMultiDict
 
 from outrig.middleware import Call, CallError, Result, Stream
+
+from .security.peers import PeerIdentityError, SpiffeConnector
+from .security.tls import PeerVerifier
+
+log = logging.getLogger("outrig.transport")
 
 HOP_BY_HOP = frozenset(
     {
@@ -69,13 +76,32 @@ class ConnectFailedError(CallError):
 
 
 class HttpTransport:
-    def __init__(self, connect_timeout: float = 5.0, keepalive_timeout: float = 4.0) -> None:
+    """Calls over HTTP, or over mTLS when given a client context and a verifier: then each
+    new connection must be to the sidecar of the call's target app (its SPIFFE ID). The
+    target app id is the request's TLS `server_hostname`, part of aiohttp's pool key, so a
+    connection verified for one app is never reused for another at the same address."""
+
+    def __init__(
+        self,
+        connect_timeout: float = 5.0,
+        keepalive_timeout: float = 4.0,
+        tls: tuple[ssl.SSLContext, PeerVerifier] | None = None,
+    ) -> None:
         self._connect_timeout = connect_timeout
         self._keepalive_timeout = keepalive_timeout
+        self._tls = tls
+        self._scheme = "https" if tls is not None else "http"
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=self._keepalive_timeout)
+        connector: aiohttp.TCPConnector
+        if self._tls is not None:
+            context, verifier = self._tls
+            connector = SpiffeConnector(
+                verifier, limit=1024, keepalive_timeout=self._keepalive_timeout, ssl=context
+            )
+        else:
+            connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=self._keepalive_timeout)
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
@@ -92,7 +118,7 @@ class HttpTransport:
         """Send `call` to http://host:port/path; `failure` prefixes the error if it cannot."""
         assert self._session is not None, "transport not started"
         url = yarl.URL.build(
-            scheme="http", host=host, port=port, path=path, query_string=call.query, encoded=True
+            scheme=self._scheme, host=host, port=port, path=path, query_string=call.query, encoded=True
         )
         headers = call.metadata
         data: bytes | AsyncIterator[bytes]
@@ -105,11 +131,21 @@ class HttpTransport:
                 headers["Content-Length"] = str(call.body.length)
         try:
             response = await self._session.request(
-                call.verb, url, headers=headers, data=data, allow_redirects=False
-            )
-        except aiohttp.ClientConnectorError as exc:
+                call.verb, url, headers=headers, data=data, allow_redirects=False,
+                server_hostname=call.target if self._tls is not None else None,
+            )  # fmt: skip
+        except UnicodeError:
+            # The target app id is the TLS server name: one with an empty label cannot be.
+            raise CallError(
+                "ERR_DIRECT_INVOKE", f"{failure}: app id {call.target!r} is not a valid TLS server name", 400
+            ) from None
+        except (aiohttp.ClientConnectorError, PeerIdentityError) as exc:
+            if isinstance(exc, aiohttp.ClientSSLError | PeerIdentityError):
+                log.warning("mTLS to %s:%d failed: %s", host, port, _describe(exc))
             raise ConnectFailedError("ERR_DIRECT_INVOKE", f"{failure}: {_describe(exc)}", 500) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if self._tls is not None and isinstance(exc.__cause__ or exc, ssl.SSLError | ConnectionError):
+                log.warning("mTLS to %s:%d failed: %s", host, port, _describe(exc))
             raise CallError("ERR_DIRECT_INVOKE", f"{failure}: {_describe(exc)}", 500) from exc
         result_headers = forwardable(response.headers.items())
         length = response.content_length
@@ -144,6 +180,10 @@ async def _response_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[by
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake failed ({exc.os_error})"
+    if isinstance(exc, PeerIdentityError):
+        return f"peer identity refused ({exc})"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"connection refused or unreachable ({exc.os_error.strerror or exc.os_error})"
     if isinstance(exc, asyncio.TimeoutError):

@@ -71,7 +71,7 @@ class OperationPolicySpec(_Spec):
 
 class AppPolicySpec(_Spec):
     appId: str = Field(min_length=1)  # noqa: N815
-    defaultAction: Action = "allow"  # noqa: N815
+    defaultAction: Action | None = None  # noqa: N815  (None: the global defaultAction, as Dapr)
     trustDomain: str = "public"  # noqa: N815
     namespace: str = "default"
     operations: list[OperationPolicySpec] = Field(default_factory=list)
