@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 Default = TypeVar("Default", int, int | None, float, str)
+REDACTED = "<from a secret store>"
+"""What error messages show instead of a metadata value that came from a secret store."""
 
 
 class MetadataError(ValueError):
@@ -50,15 +52,26 @@ def whole_number(metadata: Mapping[str, Any], name: str, default: Default) -> in
         raise MetadataError(name, raw, f"{name} must be a whole number", None) from None
 
 
-def flag(metadata: Mapping[str, Any], name: str) -> bool:
-    raw = str(_given(metadata, name) or "false").strip().lower()
+def flag(metadata: Mapping[str, Any], name: str, default: bool = False) -> bool:
+    given = _given(metadata, name)
+    if given is None:
+        return default
+    raw = str(given).strip().lower()
     if raw not in ("true", "false", "1", "0"):
         raise MetadataError(name, metadata.get(name), f"{name} must be true or false", None)
     return raw in ("true", "1")
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: str) -> float | None:
+    """Seconds of a Go-style duration ("500ms", "1m30s"), or None when it is not one."""
+    parts = _DURATION.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
 def duration_seconds(metadata: Mapping[str, Any], name: str, default: float) -> float:
@@ -66,10 +79,9 @@ def duration_seconds(metadata: Mapping[str, Any], name: str, default: float) -> 
     raw = _given(metadata, name)
     if raw is None:
         return default
-    value = str(raw).strip()
-    parts = _DURATION.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
+    seconds = parse_duration(str(raw).strip())
+    if seconds is None:
         raise MetadataError(
             name, raw, f"{name} must be a duration", 'write it with a unit, e.g. "500ms" or "5s"'
         )
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return seconds
