@@ -45,18 +45,22 @@ class Pipeline:
 class ErrorMapping:
     """The outermost layer: any failure below becomes a `Result` carrying a `CallError`.
 
-    A `CallError` passes as it is; anything else is a bug somewhere below and becomes a
-    500 `ERR_INTERNAL` naming the exception, logged with its traceback, so one bad
-    request or plugin never takes the sidecar down.
+    A `CallError` passes as it is, named after the call's block and target when it has a
+    Dapr reason (the `ResourceInfo` HTTP bodies and gRPC statuses carry); anything else
+    is a bug somewhere below and becomes a 500 `ERR_INTERNAL` naming the exception, logged
+    with its traceback, so one bad request or plugin never takes the sidecar down.
     """
 
     async def __call__(self, call: Call, call_next: Next) -> Result:
         try:
-            return await call_next(call)
+            result = await call_next(call)
         except CallError as error:
-            return Result.from_error(error)
+            return Result.from_error(error.located(call.block, call.target))
         except Exception as exc:
             log.exception("unhandled error in %s/%s to %s", call.block, call.operation, call.target)
             return Result.from_error(
                 CallError(ERR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}", 500)
             )
+        if result.error is not None:
+            result.error = result.error.located(call.block, call.target)
+        return result

@@ -43,7 +43,11 @@ def _exit_code(returncode: int) -> int:
 
 def ready_line(sidecar: Sidecar, options: SidecarOptions) -> str:
     host = options.listen_address
-    parts = [f"outrig: {options.app_id!r} ready", f"Dapr HTTP API on {host}:{sidecar.http_port}"]
+    parts = [
+        f"outrig: {options.app_id!r} ready",
+        f"Dapr HTTP API on {host}:{sidecar.http_port}",
+        f"gRPC API on {host}:{sidecar.grpc_port}",
+    ]
     if options.app_port is not None:
         parts.append(f"app on {options.app_host}:{options.app_port}")
     parts.append(f"peers reach it on {host}:{sidecar.internal_port}")
@@ -119,7 +123,7 @@ async def run(options: SidecarOptions, resources: Resources, command: Sequence[s
 def _app_env(sidecar: Sidecar, options: SidecarOptions) -> dict[str, str]:
     env = dict(os.environ)
     env[envvars.DAPR_HTTP_PORT] = str(sidecar.http_port)
-    env[envvars.DAPR_GRPC_PORT] = str(options.grpc_port)
+    env[envvars.DAPR_GRPC_PORT] = str(sidecar.grpc_port)
     env[envvars.APP_ID] = options.app_id
     if options.app_port is not None:
         env[envvars.APP_PORT] = str(options.app_port)

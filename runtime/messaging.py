@@ -11,7 +11,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.trace import Tracer
@@ -57,8 +57,8 @@ class Messaging:
         self.resources = resources
         self.delivery = delivery
         self.app_channel = app_channel
-        # An app on gRPC lists its subscriptions over gRPC (ListTopicSubscriptions), not here.
-        self.asks_app = options.app_port is not None and options.app_protocol == "http"
+        # The app channel asks: `GET /dapr/subscribe` over HTTP, ListTopicSubscriptions over gRPC.
+        self.asks_app = options.app_port is not None and options.app_protocol in ("http", "grpc")
         self.pubsubs = {
             spec.name: self._pubsub(spec, options, tracer)
             for spec in assembly.specs(resources, PUBSUB_TYPES, DEFAULT_PUBSUB, "pubsub.sqlite")
@@ -181,6 +181,48 @@ class Messaging:
             self.subscriptions.append(subscription)
             log.info("subscribed to topic %s of pubsub %s (%s)",
                      subscription.topic, subscription.pubsub, subscription.kind.lower())  # fmt: skip
+
+    async def stream(
+        self, subscription: Subscription, endpoint: Next, release: Callable[[], None]
+    ) -> Callable[[], Awaitable[None]]:
+        """A streaming subscription (`SubscribeTopicEventsAlpha1`): the topic's events go
+        through the delivery pipeline's layers (metrics, error mapping, the CONSUMER span) to
+        `endpoint` instead of the app, under the same ack rules. Returns the unsubscribe; it
+        calls `release`, which must end the deliveries in progress with RETRY: those events
+        go back to the broker (never to the dead-letter topic)."""
+        entry = self.pubsubs.get(subscription.pubsub)
+        if entry is None:
+            names = ", ".join(sorted(self.pubsubs))
+            raise CallError("ERR_PUBSUB_NOT_FOUND",
+                            f"pubsub {subscription.pubsub} not found (configured: {names})", 404)  # fmt: skip
+        if any((s.pubsub, s.topic) == (subscription.pubsub, subscription.topic) for s in self.subscriptions):
+            where = f"topic {subscription.topic} of pubsub {subscription.pubsub}"
+            message = f"{where} already has a subscription on this sidecar; close it first"
+            raise CallError("ERR_PUBSUB_SUBSCRIBE", message, 409)
+        pipeline = Pipeline(self.delivery.middleware, endpoint)
+        delivery = Delivery(subscription, entry, pipeline, entry.component.consumer_group,
+                            self._recorder(subscription), self._inbound(subscription.pubsub))  # fmt: skip
+        self.subscriptions.append(subscription)
+        try:
+            consumer = await entry.component.subscribe(subscription.topic, delivery)
+        except BaseException:
+            self.subscriptions.remove(subscription)
+            raise
+        self._consumers.append(consumer)
+        log.info("subscribed to topic %s of pubsub %s (streaming)", subscription.topic, subscription.pubsub)
+
+        async def unsubscribe() -> None:
+            delivery.closing = True
+            release()
+            if subscription in self.subscriptions:
+                self.subscriptions.remove(subscription)
+            if consumer in self._consumers:
+                self._consumers.remove(consumer)
+                await consumer.close()
+                log.info("stream of topic %s of pubsub %s closed; unsubscribed",
+                         subscription.topic, subscription.pubsub)  # fmt: skip
+
+        return unsubscribe
 
     def _chain(self, kind: str, target: str) -> Chain:
         return self.resiliency.chain(kind, target) if self.resiliency is not None else Chain((), ())

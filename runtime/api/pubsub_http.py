@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 from outrig.middleware import Call, CallError, Hop, Result, Stream
 
 from ..blocks.cloudevents import CLOUDEVENT_CONTENT_TYPE, CloudEventError, is_json_type, parse_app_event
-from ..blocks.pubsub import Failure, PublishEntry, PublishRequest
+from ..blocks.pubsub import Failure, PublishEntry, PublishRequest, check_entry_id
 from ..blocks.requests import FromBody
 from .asgi import (
     Receive,
@@ -47,7 +47,7 @@ def is_publish_path(raw: bytes) -> bool:
 
 
 def _malformed(message: str) -> CallError:
-    return CallError("ERR_PUBSUB_EVENTS_SER", message, 400)
+    return CallError("ERR_PUBSUB_EVENTS_SER", message, 400, reason="DAPR_PUBSUB_UNMARSHAL_EVENTS")
 
 
 def _query_metadata(query: str) -> dict[str, str]:
@@ -93,7 +93,10 @@ def _single(call: Call, body: bytes, metadata: Mapping[str, str]) -> PublishRequ
             event = parse_app_event(body)
         except CloudEventError as exc:
             raise CallError(
-                "ERR_PUBSUB_CLOUD_EVENTS_SER", f"publish: not a valid CloudEvent: {exc}", 400
+                "ERR_PUBSUB_CLOUD_EVENTS_SER",
+                f"publish: not a valid CloudEvent: {exc}",
+                400,
+                reason="DAPR_PUBSUB_CLOUD_EVENT_CREATION",
             ) from None
         return PublishRequest([PublishEntry(body, CLOUDEVENT_CONTENT_TYPE, metadata, event=event)])
     return PublishRequest([PublishEntry(body, content_type or None, metadata)])
@@ -114,12 +117,7 @@ def _bulk(call: Call, body: bytes, metadata: Mapping[str, str]) -> PublishReques
         where = f"bulk publish entries[{i}]"
         if not isinstance(item, dict):
             raise _malformed(f"{where}: expected an object, got {type(item).__name__}")
-        entry_id = item.get("entryId")
-        if not isinstance(entry_id, str) or not entry_id:
-            raise _malformed(f"{where}: entryId is missing or not a non-empty string (got {entry_id!r})")
-        if entry_id in seen:
-            raise _malformed(f"{where}: entryId {entry_id!r} is used twice; entry ids must be unique")
-        seen.add(entry_id)
+        entry_id = check_entry_id(item.get("entryId"), seen, where, "entryId")
         entries.append(_bulk_entry(item, entry_id, where, metadata))
     return PublishRequest(entries, bulk=True)
 
@@ -138,13 +136,19 @@ def _bulk_entry(item: dict[str, Any], entry_id: str, where: str, metadata: Mappi
     if content_type.lower() == CLOUDEVENT_CONTENT_TYPE:
         if not isinstance(event, dict):
             raise CallError(
-                "ERR_PUBSUB_CLOUD_EVENTS_SER", f"{where}: a CloudEvent entry needs an object event", 400
+                "ERR_PUBSUB_CLOUD_EVENTS_SER",
+                f"{where}: a CloudEvent entry needs an object event",
+                400,
+                reason="DAPR_PUBSUB_CLOUD_EVENT_CREATION",
             )
         try:
             parsed = parse_app_event(json.dumps(event).encode())
         except CloudEventError as exc:
             raise CallError(
-                "ERR_PUBSUB_CLOUD_EVENTS_SER", f"{where}: not a valid CloudEvent: {exc}", 400
+                "ERR_PUBSUB_CLOUD_EVENTS_SER",
+                f"{where}: not a valid CloudEvent: {exc}",
+                400,
+                reason="DAPR_PUBSUB_CLOUD_EVENT_CREATION",
             ) from None
         return PublishEntry(b"", content_type, merged, entry_id, parsed)
     if isinstance(event, str) and not is_json_type(content_type or "text/plain"):

@@ -12,14 +12,21 @@ POST   /v1.0-alpha1/state/{store}/query   {filter, sort, page}       -> 200 {res
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from outrig.middleware import Call, CallError, Hop, Result
 
 from ..blocks.requests import FromBody
-from ..blocks.state import BulkGetRequest, GetRequest, QueryRequest, WriteRequest, render_items
+from ..blocks.state import (
+    BulkGetRequest,
+    GetRequest,
+    QueryRequest,
+    WriteRequest,
+    render_items,
+    ttl_in_seconds,
+)
 from ..components.state import Delete, Operation, Stored, Upsert
 from ..components.state.base import Concurrency
 from ..components.state.query import QueryError, QueryPage, parse_query
@@ -54,16 +61,6 @@ def _json(body: bytes, what: str) -> Any:
         raise _bad(f"{what}: the body is not valid JSON ({exc})") from None
 
 
-def _ttl(metadata: Mapping[str, Any], where: str) -> int | None:
-    raw = metadata.get("ttlInSeconds")
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise _bad(f"{where}: metadata.ttlInSeconds must be a whole number of seconds, got {raw!r}") from None
-
-
 def _concurrency(options: Any, where: str) -> Concurrency:
     """`options.concurrency`, checked; `options.consistency` is checked and needs nothing
     more: every store here answers a write only once it is applied (strong)."""
@@ -92,7 +89,7 @@ def _upsert(item: Any, where: str) -> Upsert:
     value = json.dumps(item.get("value"), separators=(",", ":"), ensure_ascii=False).encode()
     return Upsert(
         key, value, etag or None, _concurrency(item.get("options"), where),
-        _ttl(metadata, where), {str(k): str(v) for k, v in metadata.items()},
+        ttl_in_seconds(metadata, where), {str(k): str(v) for k, v in metadata.items()},
     )  # fmt: skip
 
 

@@ -169,6 +169,9 @@ class Delivery:
         self.name = f"{entry.name}/{subscription.topic}"
         self._batches: dict[str, _Batch] = {}
         self._sending: set[asyncio.Task[None]] = set()
+        self.closing = False
+        """Set while the subscription closes: a RETRY then goes back to the broker, not to
+        the dead-letter topic (the consumer left; the event did not fail)."""
 
     async def __call__(self, message: Message) -> bool:
         # Logs about this message carry the publisher's trace.
@@ -203,7 +206,7 @@ class Delivery:
             if verdict is Outcome.DROP:
                 log.warning("%s: the app dropped event %s", self.name, event.get("id"))
             return verdict.value
-        if sub.dead_letter_topic and await self._dead_letter(message, event):
+        if sub.dead_letter_topic and not self.closing and await self._dead_letter(message, event):
             return DEAD_LETTER
         return Outcome.RETRY.value
 

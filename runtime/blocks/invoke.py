@@ -12,8 +12,14 @@ from ..transport import ConnectFailedError, HttpTransport
 INVOKE_ROUTE = "/v1.0/invoke/{appId}/method/{method}"
 CALLER_HEADER = "dapr-caller-app-id"
 CALLEE_HEADER = "dapr-callee-app-id"
-IDENTITY_HEADERS = (CALLER_HEADER, CALLEE_HEADER)
-"""Set by sidecars only; stripped from what apps send, so an app cannot pose as another."""
+API_TOKEN_HEADER = "dapr-api-token"
+PEER_IDENTITY_HEADER = "outrig-caller-identity"
+"""The verified caller's SPIFFE ID, set by the callee's sidecar (mTLS) for its app."""
+_SET_BY_SIDECARS = (CALLER_HEADER, CALLEE_HEADER, API_TOKEN_HEADER, PEER_IDENTITY_HEADER)
+IDENTITY_HEADERS = (*_SET_BY_SIDECARS, *(name.replace("-", "_") for name in _SET_BY_SIDECARS))
+"""Set by sidecars only; stripped from what apps send, so an app cannot pose as another
+(and its `DAPR_API_TOKEN` never travels on to another app). The `_` spellings go too: CGI,
+WSGI and some proxies read `dapr_caller_app_id` as `dapr-caller-app-id`."""
 
 
 def invoke_path(app_id: str, method: str) -> str:
@@ -102,11 +108,15 @@ class PeerChannel:
 class AppChannel:
     """Delivers an invocation to our own app over HTTP."""
 
-    def __init__(self, app_id: str, host: str, port: int | None, transport: HttpTransport) -> None:
+    def __init__(
+        self, app_id: str, host: str, port: int | None, transport: HttpTransport, token: str | None = None
+    ) -> None:
         self.app_id = app_id
         self.host = host
         self.port = port
         self.transport = transport
+        self.token = token
+        """`APP_API_TOKEN`: sent to the app as `dapr-api-token` on every call."""
 
     async def __call__(self, call: Call) -> Result:
         if self.port is None:
@@ -117,6 +127,8 @@ class AppChannel:
                 500,
             )
         path = "/" + call.subject
+        if self.token is not None:
+            call.metadata[API_TOKEN_HEADER] = self.token
         _record_peer(self.host, self.port, path)
         return await self.transport.send(
             self.host,

@@ -198,3 +198,24 @@ class PublishEndpoint:
         except PubSubError as exc:
             return Failure(item.entry_id, str(exc))
         return None
+
+
+def check_entry_id(entry_id: object, seen: set[str], where: str, field: str, path: str = "") -> str:
+    """A bulk publish entry's id, checked as Dapr checks it on both APIs (present, unique
+    within the request: `PubSubMarshalEvents`); added to `seen`. `path` names the field in
+    the `BadRequest` detail (default `field`)."""
+    if not isinstance(entry_id, str) or not entry_id:
+        message = f"{where}: {field} is missing or not a non-empty string (got {entry_id!r})"
+    elif entry_id in seen:
+        message = f"{where}: {field} {entry_id!r} is used twice; entry ids must be unique"
+    else:
+        seen.add(entry_id)
+        return entry_id
+    raise CallError(
+        "ERR_PUBSUB_EVENTS_SER",
+        message,
+        400,
+        reason="DAPR_PUBSUB_MARSHAL_EVENTS",
+        metadata={"error": "entryId is duplicated or not present for entry"},
+        field_violations=[(path or field, message)],
+    )

@@ -72,8 +72,9 @@ class StoreEntry:
             raise CallError("ERR_MALFORMED_REQUEST", "a state key must not be empty", 400)
         if KEY_SEPARATOR in key:
             raise CallError(
-                "ERR_MALFORMED_REQUEST", f"input key {key!r} can't contain {KEY_SEPARATOR!r}", 400
-            )
+                "ERR_MALFORMED_REQUEST", f"input key {key!r} can't contain {KEY_SEPARATOR!r}", 400,
+                reason="DAPR_STATE_ILLEGAL_KEY",
+            )  # fmt: skip
         return self.stored_prefix + key
 
 
@@ -142,6 +143,7 @@ class StateBlock:
                     f"state store {entry.name} ({entry.type}) does not support querying"
                     f" (configured stores that do: {able})",
                     500,
+                    reason="DAPR_STATE_QUERYING_NOT_SUPPORTED",
                 )
             query = (entry.stored_prefix, request.query)
             page = await self._store_call(entry, call, "query", "QUERY", "", query)
@@ -215,3 +217,16 @@ def render_items(found: Sequence[tuple[str, Stored | None]]) -> list[dict[str, A
             data = item.value.decode("utf-8", "replace")
         out.append({"key": key, "data": data, "etag": item.etag})
     return out
+
+
+def ttl_in_seconds(metadata: Mapping[str, Any], where: str) -> int | None:
+    """A state write's `metadata.ttlInSeconds`, checked the same for the HTTP and gRPC APIs."""
+    raw = metadata.get("ttlInSeconds")
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        message = f"{where}: metadata.ttlInSeconds must be a whole number of seconds, got {raw!r}"
+        field = f"{where}.metadata.ttlInSeconds"
+        raise CallError("ERR_MALFORMED_REQUEST", message, 400, field_violations=[(field, message)]) from None
