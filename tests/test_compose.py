@@ -22,6 +22,7 @@ from outrig.runtime.cli import parser
 from outrig.runtime.components.redis_connection import RedisSettings
 from outrig.runtime.demo.runner import SERVICES as DEMO_APPS
 from outrig.runtime.demo.service import PUBSUB, STATE_STORE
+from outrig.runtime.demo.stack import configuration_yaml, extra_resources
 from outrig.runtime.nameresolution import NameFormatResolver
 from outrig.runtime.options import SidecarOptions
 from outrig.runtime.resources import load as load_resources
@@ -268,3 +269,32 @@ def test_loadgen_posts_checkouts_to_frontends_sidecar(services: dict[str, dict[s
     assert """'{"item": "espresso", "quantity": 1}'""" in script
     assert "sleep 0.5" in script
     assert "frontend" in services["loadgen"]["depends_on"]
+
+
+def test_compose_runs_the_stacks_security_rate_limit_and_extra_components(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The same Configuration (mTLS, access control, rate limit) and components as the native
+    stack, whose panels tests/test_stack.py checks, with compose's Redis and CA."""
+    stack_spec = yaml.safe_load(configuration_yaml(4317))["spec"]
+    compose_spec = read_yaml(COMPOSE_DIR / "config" / "config.yaml")["spec"]
+    for key in ("mtls", "accessControl", "httpPipeline"):
+        assert compose_spec[key] == stack_spec[key], key
+    expected = extra_resources("redis:6379", "http://127.0.0.1:8001/flaky", Path("/config/secrets.json"))
+    for name, text in expected.items():
+        assert read_yaml(COMPOSE_DIR / "components" / name) == yaml.safe_load(text), name
+    secrets_file = read_yaml(COMPOSE_DIR / "components" / "secretstore.yaml")["spec"]["metadata"][0]["value"]
+    assert host_path(services["frontend"], secrets_file) == COMPOSE_DIR / "config" / "secrets.json"
+
+    frontend_args, _ = sidecar_args(services["frontend"])
+    assert frontend_args.app_port == 8001, "the flaky binding calls frontend's app in its container"
+    ca_command = " ".join(services["ca"]["command"])
+    assert "outrig ca init --trust-domain public --out /ca" in ca_command
+    for name, service in demo_services(services).items():
+        args, _ = sidecar_args(service)
+        assert str(args.ca_dir) == "/ca" and "ca:/ca:ro" in service["volumes"], name
+        assert service["depends_on"]["ca"]["condition"] == "service_completed_successfully", name
+    assert "ca" in read_yaml(COMPOSE_FILE)["volumes"]
+    script = "\n".join(map(str, services["loadgen"]["command"]))
+    for path in ("/v1.0/bindings/flaky", "/v1.0-alpha1/lock/lockstore", "/method/ping", "/stock/espresso"):
+        assert path in script, path

@@ -30,6 +30,11 @@ METRICS = frozenset(
         "outrig_pubsub_deliveries_total",
         "outrig_pubsub_backlog",
         "outrig_component_up",
+        "outrig_ratelimit_decisions_total",
+        "outrig_ratelimit_store_up",
+        "outrig_breaker_state",
+        "outrig_breaker_transitions_total",
+        "outrig_mtls_certificate_expiry_seconds",
         "process_cpu_time_seconds_total",
         "process_memory_usage_bytes",
     }

@@ -2,7 +2,10 @@
 Prometheus, the three demo services behind their sidecars, and a minute of checkouts. Then:
 Jaeger holds each traced checkout as one complete trace (invoke frontend -> orders ->
 inventory, the state save, the publish and its delivery, every parent right), Prometheus
-scrapes every sidecar, and every query of every dashboard panel answers with data.
+scrapes every sidecar, and every query of every dashboard panel answers with data: the
+sidecars talk mTLS under an access-control policy, behind a cluster-wide rate limit, and a
+side caller reads a secret and a configuration item, takes a lock, calls a flaky binding
+behind a circuit breaker, makes a call the policy denies and bursts past the rate limit.
 
 The binaries come from scripts/install-redis.sh, install-jaeger.sh and install-prometheus.sh
 (scripts/test runs them), or OUTRIG_REDIS_BIN, OUTRIG_JAEGER_BIN and OUTRIG_PROMETHEUS_BIN.
@@ -93,6 +96,19 @@ def test_a_minute_of_checkouts_all_answered(loaded: Loaded) -> None:
     assert set(traffic.statuses) <= {201, 409}, traffic.summary()
 
 
+def test_the_side_calls_show_what_the_new_panels_need(loaded: Loaded) -> None:
+    """Secrets, configuration, lock and the binding answer; frontend's call to inventory is
+    denied by access control (403, over mTLS); bursts of pings are partly rate limited (429);
+    the flaky binding fails in bursts (500) and its breaker fails some calls fast (503)."""
+    side, summary = loaded.traffic.side, loaded.traffic.side_summary()
+    for kind in ("secret", "configuration", "lock", "unlock", "binding", "burst"):
+        assert side[kind, 200] > 0, summary
+    assert set(s for k, s in side if k == "denied") == {403}, summary
+    assert side["burst", 429] > 0, summary
+    assert side["binding", 500] > 0 and side["binding", 503] > 0, summary
+    assert not any(status == 0 for _, status in side), summary
+
+
 def test_jaeger_holds_each_traced_checkout_as_one_complete_trace(loaded: Loaded) -> None:
     stack, traffic = loaded.stack, loaded.traffic
     services = httpx.get(f"{stack.jaeger_url}/api/services", timeout=5).json()["data"]
@@ -149,6 +165,46 @@ def test_every_dashboard_query_has_data(loaded: Loaded) -> None:
             elif all(math.isnan(v) for v in values):
                 failures.append(f"{dashboard} / {panel}: {promql}\n    only NaN: {answer['data']['result']}")
     assert not failures, f"{len(failures)} of {len(queries)} dashboard queries fail:\n" + "\n".join(failures)
+
+
+EVENTS = {
+    "peer calls denied by inventory's policy": "sum by (app_id) (outrig_call_duration_seconds_count"
+    '{hop="peer", status="403", error_code="ERR_DIRECT_INVOKE"})',
+    "rate-limited calls": 'sum by (app_id) (outrig_ratelimit_decisions_total{decision="limited"})',
+    "admitted calls": 'sum by (app_id) (outrig_ratelimit_decisions_total{decision="admitted"})',
+    "breaker opened": 'sum by (app_id) (outrig_breaker_transitions_total{state="open"})',
+    "breaker closed again": 'sum by (app_id) (outrig_breaker_transitions_total{state="closed"})',
+    "rate-limit store up": "min by (app_id) (outrig_ratelimit_store_up)",
+    "certificate time left": "min by (app_id) (outrig_mtls_certificate_expiry_seconds)",
+    **{
+        operation: "sum by (app_id) (outrig_call_duration_seconds_count"
+        f'{{hop="app-api", operation="{operation}"}})'
+        for operation in (
+            "secrets.get",
+            "configuration.get",
+            "lock.try_lock",
+            "lock.unlock",
+            "bindings.invoke",
+        )
+    },
+    "bindings.get on the component": "sum by (app_id) "
+    '(outrig_call_duration_seconds_count{operation="bindings.get"})',
+}
+"""Each happened, not only a fallback 0: the panels' `or ... * 0` would hide their absence."""
+EVERY_APP = {"rate-limit store up", "certificate time left", "admitted calls"}
+
+
+def test_the_new_panels_show_real_events(loaded: Loaded) -> None:
+    missing = []
+    with httpx.Client(timeout=10) as client:
+        for what, promql in EVENTS.items():
+            answer = client.get(
+                f"{loaded.stack.prometheus_url}/api/v1/query", params={"query": promql}
+            ).json()
+            positive = {s["metric"]["app_id"] for s in answer["data"]["result"] if float(s["value"][1]) > 0}
+            if not positive or (what in EVERY_APP and positive != set(loaded.stack.services)):
+                missing.append(f"{what}: {promql} -> {answer['data']['result']}")
+    assert not missing, "\n".join(missing)
 
 
 def sample_values(data: dict[str, Any]) -> list[float]:

@@ -6,6 +6,10 @@ topic `orders` of pubsub `pubsub`; `inventory` answers stock queries and, subscr
 topic, takes each placed order off its stock. Each call goes to the app's own sidecar
 (`DAPR_HTTP_PORT`) and passes the incoming W3C trace headers on, as any traced app does, so
 the whole checkout, delivery included, is one trace.
+
+Every service also answers `GET /ping` (200, for the stack's rate-limit bursts) and
+`GET /flaky`, which fails (500) in the first FLAKY_FAILING_SECONDS of every FLAKY_PERIOD
+seconds: the stack's output binding `flaky` calls it, so its circuit breaker trips and heals.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -33,6 +38,8 @@ RESTOCK_BELOW = 3
 """An item that had stock is restocked to its initial count once it falls below this, so a
 long run (scripts/stack) keeps selling; `croissant` starts at 0 and stays sold out."""
 STOCK = dict(INITIAL_STOCK)
+FLAKY_PERIOD = 20
+FLAKY_FAILING_SECONDS = 4
 
 _client = httpx.AsyncClient(timeout=10)
 """One client for the app's lifetime: creating one per request costs tens of milliseconds."""
@@ -117,13 +124,27 @@ async def order_placed(request: Request) -> JSONResponse:
     return JSONResponse({"status": "SUCCESS"})
 
 
+async def ping(request: Request) -> JSONResponse:
+    return JSONResponse({"pong": True})
+
+
+async def flaky(request: Request) -> JSONResponse:
+    """Down in bursts, on the wall clock: every FLAKY_PERIOD s, the first FLAKY_FAILING_SECONDS fail."""
+    if int(time.time()) % FLAKY_PERIOD < FLAKY_FAILING_SECONDS:
+        return JSONResponse({"error": "flaky: failing for now"}, status_code=500)
+    return JSONResponse({"flaky": "ok"})
+
+
+COMMON = [Route("/ping", ping, methods=["GET"]), Route("/flaky", flaky, methods=["GET"])]
+
 ROUTES = {
-    "frontend": [Route("/checkout", checkout, methods=["POST"])],
-    "orders": [Route("/orders", create_order, methods=["POST"])],
+    "frontend": [Route("/checkout", checkout, methods=["POST"]), *COMMON],
+    "orders": [Route("/orders", create_order, methods=["POST"]), *COMMON],
     "inventory": [
         Route("/stock/{item}", stock, methods=["GET"]),
         Route("/dapr/subscribe", subscriptions, methods=["GET"]),
         Route(DELIVERY_ROUTE, order_placed, methods=["POST"]),
+        *COMMON,
     ],
 }
 

@@ -5,8 +5,14 @@ Jaeger v2 (in memory, OTLP in), Prometheus (scraping each sidecar's `/metrics` e
 Grafana when it is installed (provisioned with `dashboards/` and a Prometheus datasource of
 uid `prometheus`), and the three demo services (`frontend` -> `orders` -> `inventory`), each
 behind its sidecar (`outrig run`), with `statestore` (state.redis) and `pubsub`
-(pubsub.redis) on that Redis and spans exported over OTLP/gRPC to that Jaeger. Then it sends
-a checkout to `frontend` through its sidecar every 0.2-0.5 s, until Ctrl-C or `--seconds`,
+(pubsub.redis) on that Redis and spans exported over OTLP/gRPC to that Jaeger. The sidecars
+talk mTLS to each other (a CA made with `outrig ca init` in the workdir), under an access
+control policy that allows the demo's own calls, behind a cluster-wide rate limit on Redis;
+they also have a secret store, configuration and lock stores on Redis and an output binding
+`flaky` (to an endpoint that fails in bursts) behind a circuit breaker. Then it sends a
+checkout to `frontend` through its sidecar every 0.2-0.5 s, and beside them the side calls
+the dashboards' newer panels need (secrets, configuration, lock, the flaky binding, a denied
+invocation, bursts past the rate limit: `Traffic._run_side`), until Ctrl-C or `--seconds`,
 and stops everything it started, in order, on the way out (errors and SIGTERM included;
 if the stack itself is killed, the kernel sends each child SIGTERM).
 
@@ -249,6 +255,11 @@ class Stack:
         return self.workdir / "home"
 
     @property
+    def ca_dir(self) -> Path:
+        """The stack's CA (`outrig ca init`): the sidecars talk mTLS to each other."""
+        return self.workdir / "ca"
+
+    @property
     def logs(self) -> Path:
         return self.workdir / "logs"
 
@@ -426,10 +437,17 @@ class Stack:
         address = f"127.0.0.1:{self.redis_port}"
         (resources / "statestore.yaml").write_text(component_yaml("statestore", "state.redis", address))
         (resources / "pubsub.yaml").write_text(component_yaml("pubsub", "pubsub.redis", address))
+        secrets_file = self.workdir / "secrets.json"
+        secrets_file.write_text(json.dumps({SECRET_NAME: secrets.token_hex(8)}) + "\n")
+        flaky_url = f"http://127.0.0.1:{self.frontend.app_port}/flaky"
+        for name, text in extra_resources(address, flaky_url, secrets_file).items():
+            (resources / name).write_text(text)
+        _redis_set(self.redis_port, CONFIG_KEY, "10||1")
         config = self.workdir / "config.yaml"
         config.write_text(configuration_yaml(self.jaeger_otlp_grpc_port))
         env = _clean_env()
         env.update(OUTRIG_HOME=str(self.home), OTEL_BSP_SCHEDULE_DELAY="1000", PYTHONUNBUFFERED="1")
+        self._make_ca(env)
         started: dict[str, Process] = {}
         for service in self.services.values():
             args = [
@@ -441,6 +459,7 @@ class Stack:
                 "--metrics-port", str(service.metrics_port),
                 "--resources-path", str(resources),
                 "--config", str(config),
+                "--ca-dir", str(self.ca_dir),
                 "--log-level", "warn",
                 "--", sys.executable, "-m", "outrig.runtime.demo.service",
             ]  # fmt: skip
@@ -459,6 +478,18 @@ class Stack:
                 for s in self._get(inventory.url("/v1.0/metadata")).json().get("subscriptions", [])
             ),
         )
+
+    def _make_ca(self, env: dict[str, str]) -> None:
+        """The trust domain the sidecars sign their workload certificates from (`outrig ca init`)."""
+        if (self.ca_dir / "issuer.crt").is_file():
+            return
+        made = subprocess.run(
+            [sys.executable, "-m", "outrig.runtime", "ca", "init",
+             "--trust-domain", TRUST_DOMAIN, "--out", str(self.ca_dir)],
+            env=env, capture_output=True, text=True, timeout=STARTUP_SECONDS,
+        )  # fmt: skip
+        if made.returncode != 0:
+            raise StackError(f"outrig ca init failed ({made.returncode}): {made.stderr.strip()}")
 
     def _maybe_start_grafana(self) -> None:
         if self._grafana_wanted is False:
@@ -578,6 +609,15 @@ class Stack:
         return lines
 
 
+SIDE_INTERVAL = 0.5
+DENIED_EVERY = 4
+BURST_EVERY = 10
+BURST_SIZE = 30
+"""Back to back through one sidecar: more than the rate limit's burst (20) admits at once."""
+LOCK = {"resourceId": "stock-count", "lockOwner": "stack", "expiryInSeconds": 5}
+UNLOCK = {"resourceId": "stock-count", "lockOwner": "stack"}
+
+
 class TracedCheckout(NamedTuple):
     trace_id: str
     parent_span_id: str
@@ -600,18 +640,22 @@ class Traffic:
     )
     """The checkouts that placed an order (201) in a trace of our own, oldest first."""
     errors: list[str] = field(default_factory=list)
+    side: collections.Counter[tuple[str, int]] = field(default_factory=collections.Counter)
+    """The side calls (`SIDE_CALLS`), by (kind, HTTP status); 0 counts transport errors."""
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> Traffic:
-        self._thread = threading.Thread(target=self._run, name="outrig-stack-traffic", daemon=True)
-        self._thread.start()
+        for target, name in ((self._run, "outrig-stack-traffic"), (self._run_side, "outrig-stack-side")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(15)
+        for thread in self._threads:
+            thread.join(15)
 
     @property
     def sent(self) -> int:
@@ -648,6 +692,43 @@ class Traffic:
                     self._note(f"{type(exc).__name__}: {exc}")
                 self._stop.wait(random.uniform(*self.interval))
 
+    def side_summary(self) -> str:
+        kinds = sorted({kind for kind, _ in self.side})
+        return "; ".join(
+            f"{kind}: "
+            + ", ".join(f"{n}x{status}" for (k, status), n in sorted(self.side.items()) if k == kind)
+            for kind in kinds
+        )
+
+    def _run_side(self) -> None:
+        """Every SIDE_INTERVAL s: a secret read, a configuration read, a lock and unlock and
+        a call of the `flaky` binding (behind its circuit breaker), all on frontend's sidecar;
+        every DENIED_EVERY-th round, frontend invokes inventory, which access control denies
+        (403); every BURST_EVERY-th round, a burst of BURST_SIZE pings, some rate limited (429)."""
+        frontend = self.stack.frontend
+        n = 0
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                n += 1
+                calls: list[tuple[str, str, str, dict[str, Any] | None]] = [
+                    ("secret", "GET", f"/v1.0/secrets/{SECRET_STORE}/{SECRET_NAME}", None),
+                    ("configuration", "GET", f"/v1.0/configuration/{CONFIG_STORE}?key={CONFIG_KEY}", None),
+                    ("lock", "POST", f"/v1.0-alpha1/lock/{LOCK_STORE}", LOCK),
+                    ("unlock", "POST", f"/v1.0-alpha1/unlock/{LOCK_STORE}", UNLOCK),
+                    ("binding", "POST", f"/v1.0/bindings/{FLAKY_BINDING}", {"operation": "get"}),
+                ]
+                if n % DENIED_EVERY == 0:
+                    calls.append(("denied", "GET", "/v1.0/invoke/inventory/method/stock/espresso", None))
+                if n % BURST_EVERY == 0:
+                    calls += [("burst", "GET", "/v1.0/invoke/frontend/method/ping", None)] * BURST_SIZE
+                for kind, method, path, body in calls:
+                    try:
+                        reply = client.request(method, frontend.url(path), json=body)
+                        self.side[kind, reply.status_code] += 1
+                    except httpx.HTTPError:
+                        self.side[kind, 0] += 1
+                self._stop.wait(SIDE_INTERVAL)
+
     def _note(self, error: str) -> None:
         if len(self.errors) < 100:
             self.errors.append(error)
@@ -661,6 +742,17 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
 
 
+def _redis_set(port: int, key: str, value: str) -> None:
+    """`SET key value` on the stack's Redis (a configuration item for the configuration API)."""
+    parts = [b"SET", key.encode(), value.encode()]
+    command = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(command)
+        reply = sock.recv(64)
+    if not reply.startswith(b"+OK"):
+        raise StackError(f"Redis refused SET {key}: {reply!r}")
+
+
 def component_yaml(name: str, component_type: str, redis_address: str) -> str:
     return (
         "apiVersion: dapr.io/v1alpha1\nkind: Component\n"
@@ -671,13 +763,99 @@ def component_yaml(name: str, component_type: str, redis_address: str) -> str:
     )
 
 
+TRUST_DOMAIN = "public"
+RATE_LIMIT = "per-method"
+"""The stack's `middleware.outrig.ratelimit` handler: generous for the checkouts, not for bursts."""
+SECRET_STORE, CONFIG_STORE, LOCK_STORE, FLAKY_BINDING = "localsecrets", "configstore", "lockstore", "flaky"
+SECRET_NAME = "demo-api-key"
+CONFIG_KEY = "orders.discount"
+
+
 def configuration_yaml(otlp_grpc_port: int) -> str:
+    """Tracing to Jaeger, metrics, mTLS, access control allowing the demo's own calls
+    (frontend -> orders `POST /orders`, orders -> inventory `GET /stock/*`; anything else
+    between sidecars is denied), and the rate limit on every call into a sidecar."""
     return (
         "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: stack\nspec:\n"
         '  tracing:\n    samplingRate: "1"\n    otel:\n'
         f"      endpointAddress: 127.0.0.1:{otlp_grpc_port}\n      isSecure: false\n      protocol: grpc\n"
         "  metric:\n    enabled: true\n"
+        f"{SECURITY_YAML}"
     )
+
+
+SECURITY_YAML = f"""\
+  mtls:
+    enabled: true
+    workloadCertTTL: 2h
+  accessControl:
+    defaultAction: deny
+    trustDomain: {TRUST_DOMAIN}
+    policies:
+    - appId: frontend
+      defaultAction: deny
+      namespace: default
+      operations:
+      - name: /orders
+        httpVerb: ["POST"]
+        action: allow
+    - appId: orders
+      defaultAction: deny
+      namespace: default
+      operations:
+      - name: /stock/*
+        httpVerb: ["GET"]
+        action: allow
+  httpPipeline:
+    handlers:
+    - name: {RATE_LIMIT}
+      type: middleware.outrig.ratelimit
+"""
+"""The part of the Configuration compose/config/config.yaml shares with the stack's."""
+
+
+def extra_resources(redis_address: str, flaky_url: str, secrets_file: Path) -> dict[str, str]:
+    """The resources beyond state and pub/sub, by file name: the rate limit (on Redis,
+    shared by the sidecars), a secret store, a configuration store, a lock store, the
+    output binding `flaky` and a Resiliency circuit breaker on it."""
+    redis = f"  - name: redisHost\n    value: {json.dumps(redis_address)}\n"
+    header = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {}\nspec:\n  type: {}\n"
+    return {
+        "ratelimit.yaml": header.format(RATE_LIMIT, "middleware.outrig.ratelimit")
+        + "  version: v1\n  metadata:\n"
+        + '  - name: requestsPerSecond\n    value: "20"\n  - name: burst\n    value: "20"\n'
+        + "  - name: key\n    value: method\n  - name: mode\n    value: cluster\n"
+        + redis,
+        "secretstore.yaml": header.format(SECRET_STORE, "secretstores.local.file")
+        + f"  version: v1\n  metadata:\n  - name: secretsFile\n    value: {json.dumps(str(secrets_file))}\n",
+        "configstore.yaml": header.format(CONFIG_STORE, "configuration.redis")
+        + "  version: v1\n  metadata:\n"
+        + redis,
+        "lockstore.yaml": header.format(LOCK_STORE, "lock.redis") + "  version: v1\n  metadata:\n" + redis,
+        "flaky.yaml": header.format(FLAKY_BINDING, "bindings.http")
+        + f"  version: v1\n  metadata:\n  - name: url\n    value: {json.dumps(flaky_url)}\n",
+        "resiliency.yaml": RESILIENCY_YAML,
+    }
+
+
+RESILIENCY_YAML = f"""\
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: flaky
+spec:
+  policies:
+    circuitBreakers:
+      flaky:
+        maxRequests: 1
+        timeout: 2s
+        trip: consecutiveFailures >= 3
+  targets:
+    components:
+      {FLAKY_BINDING}:
+        outbound:
+          circuitBreaker: flaky
+"""
 
 
 def prometheus_config(targets: dict[str, int], interval: float) -> str:
@@ -860,11 +1038,13 @@ def _drive(stack: Stack, seconds: float | None, send: bool) -> None:
         if traffic is not None and time.monotonic() >= next_report:
             next_report += 10
             print(f"  {traffic.summary()}", flush=True)
+            print(f"    side calls (by status): {traffic.side_summary()}", flush=True)
             if traffic.errors:
                 print(f"    last error: {traffic.errors[-1]}", flush=True)
     if traffic is not None:
         traffic.stop()
         print(f"  {traffic.summary()}")
+        print(f"  side calls (by status): {traffic.side_summary()}")
 
 
 if __name__ == "__main__":
