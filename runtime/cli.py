@@ -1,4 +1,5 @@
-"""The `outrig` command: `run` a sidecar (Dapr CLI flags), show `traces`, run the `demo`."""
+"""The `outrig` command: `run` a sidecar (Dapr CLI flags), show `traces`, run the `demo`,
+manage the mTLS certificate authority (`ca`)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _port(text: str) -> int:
 def _app_id(text: str) -> str:
     if not APP_ID_PATTERN.match(text):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a valid app id: use letters, digits, '.', '_' or '-' (at most 63)"
+            f"{text!r} is not a valid app id: use letters, digits, '.', '_' or '-' (at most 63, no '..')"
         )
     return text
 
@@ -39,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--app-protocol", "-P", choices=["http", "grpc"], default="http")
     run.add_argument("--app-channel-address", default="127.0.0.1", help="host the app listens on")
     run.add_argument("--dapr-http-port", "-H", type=_port, default=3500)
-    run.add_argument("--dapr-grpc-port", "-G", type=_port, default=50001)
+    run.add_argument("--dapr-grpc-port", "-G", type=_port, default=None)
     run.add_argument(
         "--internal-port", type=_port, default=0, help="sidecar-to-sidecar port (default: any free port)"
     )
@@ -66,11 +67,21 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-as-json", action="store_true", help="log JSON lines (with trace_id and span_id)")
     run.add_argument("--log-level", choices=["debug", "info", "warn", "error", "fatal"], default="info")
+    run.add_argument(
+        "--ca-dir",
+        type=Path,
+        help="CA folder to issue this sidecar's mTLS certificate from (default: $OUTRIG_CA_DIR, else "
+        "$OUTRIG_HOME/ca, created when missing); used when the Configuration has spec.mtls.enabled",
+    )
 
     traces = sub.add_parser("traces", help="print recent traces from the local trace store")
     traces.add_argument("--limit", "-n", type=int, default=3, help="how many traces (default 3)")
     traces.add_argument("--trace", "-t", help="one trace by id (a prefix is enough)")
     traces.add_argument("--app-id", "-a", help="only traces with spans from this app id")
+
+    from .security.cacmd import add_parser as add_ca_parser
+
+    add_ca_parser(sub)
 
     demo = sub.add_parser("demo", help="run three services calling each other, show the trace")
     demo.add_argument("--requests", type=int, default=3, help="requests to send (default 3)")
@@ -94,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `outrig traces | head`
             sys.stderr.close()
             return 0
+    if args.command == "ca":
+        from .security.cacmd import run as run_ca
+
+        return run_ca(args)
     from .demo import run_demo
 
     return run_demo(args.requests)
@@ -110,7 +125,8 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         app_protocol=args.app_protocol,
         app_host=args.app_channel_address,
         http_port=args.dapr_http_port,
-        grpc_port=args.dapr_grpc_port,
+        grpc_port=50001 if args.dapr_grpc_port is None else args.dapr_grpc_port,
+        grpc_port_given=args.dapr_grpc_port is not None,
         internal_port=args.internal_port,
         metrics_port=9090 if args.metrics_port is None else args.metrics_port,
         metrics_port_given=args.metrics_port is not None,
@@ -119,6 +135,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         config_path=args.config,
         log_level=args.log_level,
         max_request_mb=args.dapr_http_max_request_size,
+        ca_dir=args.ca_dir,
     )
     from .resources import ResourceError, load
     from .servers import StartupError

@@ -22,3 +22,21 @@ APP_ID = "APP_ID"
 
 APP_PORT = "APP_PORT"
 """Set for the app: the port the sidecar expects it to listen on."""
+
+OUTRIG_CA_DIR = "OUTRIG_CA_DIR"
+"""Folder of the CA a sidecar issues its own workload certificate from when
+`spec.mtls.enabled` (`root.crt`, `issuer.crt`, `issuer.key`; see `outrig ca init`).
+`--ca-dir` wins over it; without either, `$OUTRIG_HOME/ca` (created when missing)."""
+
+NAMESPACE = "NAMESPACE"
+"""The sidecar's namespace, in its SPIFFE ID `spiffe://<td>/ns/<namespace>/<app-id>` and
+matched by access-control policies (Dapr's self-hosted variable). Default `default`."""
+
+DAPR_API_TOKEN = "DAPR_API_TOKEN"
+"""Read by the sidecar: when set, every Dapr API call (HTTP and gRPC) must carry it in the
+`dapr-api-token` header/metadata, except the health endpoints. An app started by
+`outrig run` inherits it, and the Dapr SDKs send it from there."""
+
+APP_API_TOKEN = "APP_API_TOKEN"
+"""Read by the sidecar: when set, sent to the app as `dapr-api-token` on every call into it
+(invocations, pub/sub deliveries), so the app can tell its sidecar from anyone else."""

@@ -27,16 +27,25 @@ from outrig.middleware import (
     Result,
 )
 from outrig.middleware._lifecycle import start_all, stop_all
+from outrig.middleware.access import AccessControl
+from outrig.middleware.metrics import DURATION, DURATION_DESCRIPTION, DURATION_KEYS
 from outrig.middleware.resiliency import State
 from outrig.middleware.tracing import ClientTracing, ServerTracing
 from outrig.telemetry import TracingSettings, build_tracer_provider, shutdown_provider, trace_store_path
 from outrig.telemetry.metrics import MetricsSettings, build_meter_provider, shutdown_meter_provider
+from outrig.telemetry.preaggregated import Preaggregated
 from outrig.telemetry.tracing import install, otlp_from_environment
 
-from . import assembly, envvars
+from . import assembly, bindings, envvars, secretrefs
+from .api.grpc import GrpcApi
 from .api.http import AppApi
+from .appchannel_grpc import GrpcAppChannel
 from .blocks import AppChannel, InvokeBlock, PeerChannel
+from .blocks import secrets as secrets_block
+from .blocks.bindings import BindingsBlock
+from .blocks.configuration import ConfigurationBlock, ConfigurationDelivery, configuration_stores
 from .blocks.delivery import AppDelivery
+from .blocks.lock import LockBlock, lock_stores
 from .blocks.pubsub import PubSubBlock
 from .blocks.state import StateBlock, StoreEndpoint, StoreEntry, key_prefix
 from .components.pubsub import PUBSUB_TYPES
@@ -48,6 +57,9 @@ from .observability import SidecarMetrics, component_layers, prometheus_app
 from .options import SidecarOptions
 from .resiliency import ResiliencyPolicies
 from .resources import Resources, configured_handlers
+from .security import verified_protocol
+from .security.policy import access_control_list
+from .security.settings import workload_identity
 from .servers import AsgiServer, StartupError, bind
 from .transport import HttpTransport
 
@@ -110,6 +122,20 @@ def metrics_socket(options: SidecarOptions) -> socket.socket:
     return sock
 
 
+def grpc_server(options: SidecarOptions) -> GrpcApi:
+    """The gRPC API on `--dapr-grpc-port`; on any free port when the flag was left out and
+    the default (50001) is taken, as for the metrics port."""
+    try:
+        return GrpcApi(options.listen_address, options.grpc_port, options.max_request_mb * 1024 * 1024)
+    except StartupError:
+        if options.grpc_port_given:
+            raise
+    server = GrpcApi(options.listen_address, 0, options.max_request_mb * 1024 * 1024)
+    log.info("gRPC port %d is taken; serving the Dapr gRPC API on %d (set --dapr-grpc-port to choose)",
+             options.grpc_port, server.port)  # fmt: skip
+    return server
+
+
 def metrics_settings(resources: Resources) -> MetricsSettings:
     """Dapr's `spec.metric`: `enabled`, and `latencyDistributionBuckets` in milliseconds."""
     metric = resources.configuration.spec.metric if resources.configuration else None
@@ -126,6 +152,8 @@ class Sidecar:
         self.options = options
         self.resources = resources
         self.app_id = options.app_id
+        # Secret stores first: other components' secretKeyRefs are read from them.
+        self._secret_stores = secretrefs.open_and_resolve(resources)
         self.resolver = name_resolver(options, resources)
         self.http_handlers = configured_handlers(resources, "httpPipeline")
         self.app_handlers = configured_handlers(resources, "appHttpPipeline")
@@ -133,6 +161,9 @@ class Sidecar:
             options.listen_address, options.http_port, "Dapr HTTP API", "--dapr-http-port"
         )
         self._peer_socket = bind(options.listen_address, options.internal_port, "peer API", "--internal-port")
+        self.grpc_server = grpc_server(options)
+        self.extended_metadata: dict[str, str] = {}
+        """Set by the app through SetMetadata; listed in the metadata's `extended`."""
         metric_settings = metrics_settings(resources)
         self._metrics_socket: socket.socket | None = None
         self.meter_provider: MeterProvider | None = None
@@ -140,14 +171,24 @@ class Sidecar:
         self.metrics_registry = CollectorRegistry()
         if metric_settings.enabled:
             self._metrics_socket = metrics_socket(options)
-            self.meter_provider = build_meter_provider(options.app_id, metric_settings, self.metrics_registry)
-            self.metrics = SidecarMetrics(self.meter_provider.get_meter("outrig"))
+            preaggregated = Preaggregated()
+            self.meter_provider = build_meter_provider(
+                options.app_id, metric_settings, self.metrics_registry, preaggregated
+            )
+            durations = preaggregated.histogram(
+                DURATION, "s", DURATION_DESCRIPTION, DURATION_KEYS, metric_settings.latency_buckets
+            )
+            self.metrics = SidecarMetrics(self.meter_provider.get_meter("outrig"), durations.record)
+        self.identity = workload_identity(options, resources)
+        if self.identity is not None and self.metrics is not None:
+            self.metrics.certificate(self.identity)
         # Last, once nothing else can fail: this starts the telemetry agent process.
         self.tracer_provider = build_tracer_provider(options.app_id, tracing_settings(options, resources))
         install(self.tracer_provider)
         tracer = self.tracer_provider.get_tracer("outrig")
         self.transport = HttpTransport()
-        self.peer_transport = HttpTransport(keepalive_timeout=PEER_KEEPALIVE - 5)
+        peer_tls = (self.identity.client_context, self.identity.verifier) if self.identity else None
+        self.peer_transport = HttpTransport(keepalive_timeout=PEER_KEEPALIVE - 5, tls=peer_tls)
 
         self.resiliency = ResiliencyPolicies(resources, self._breaker_changed)
         measured: list[Middleware] = [self.metrics.calls] if self.metrics else []
@@ -159,7 +200,18 @@ class Sidecar:
             [*outer_app, ClientTracing(tracer), *inner_app],
             PeerChannel(self.resolver, self.peer_transport),
         )
-        self.app_channel = AppChannel(self.app_id, options.app_host, options.app_port, self.transport)
+        app_token = options.app_api_token
+        self.app_channel: AppChannel | GrpcAppChannel = (
+            GrpcAppChannel(
+                self.app_id,
+                options.app_host,
+                options.app_port,
+                app_token,
+                options.max_request_mb * 1024 * 1024,
+            )
+            if options.app_protocol == "grpc"
+            else AppChannel(self.app_id, options.app_host, options.app_port, self.transport, app_token)
+        )
         app_handlers = [m for _, m in self.app_handlers]
         app_out = Pipeline([*measured, ClientTracing(tracer), *app_handlers], self.app_channel)
         self.inbound = Pipeline([*outer, *(m for _, m in self.http_handlers)], self._dispatch)
@@ -178,14 +230,44 @@ class Sidecar:
             options, resources, tracer, self.state_stores, self.delivery, self.app_channel, self.metrics,
             self.resiliency,
         )  # fmt: skip
+
+        def component_pipeline(name: str, component_type: str, endpoint: Next) -> Pipeline:
+            return self._component_pipeline(name, component_type, endpoint, tracer)
+
+        self.configuration = ConfigurationBlock(
+            configuration_stores(resources, options.home, component_pipeline),
+            Pipeline(outer, ConfigurationDelivery(app_out)), options.app_port is not None,
+            lambda store: self.resiliency.chain("component-inbound", store).wrap,
+        )  # fmt: skip
+        self.lock_stores = lock_stores(resources, self.app_id, options.home, component_pipeline)
+
+        secrets_spec = resources.configuration.spec.secrets if resources.configuration else None
+        self.secrets = secrets_block.build(self._secret_stores, secrets_spec, component_pipeline)
+        self.output_bindings, self.input_bindings = bindings.build(
+            resources, component_pipeline, Pipeline(outer, bindings.AppBindingDelivery(app_out)),
+            self.app_channel, self.resiliency,
+        )  # fmt: skip
         self.blocks: dict[str, Next] = {
             "invoke": InvokeBlock(self.app_id, peer_out, app_out),
+            "secrets": self.secrets,
+            "bindings": BindingsBlock(self.output_bindings),
+            "configuration": self.configuration,
+            "lock": LockBlock(self.lock_stores),
             "state": StateBlock(self.state_stores),
             "pubsub": PubSubBlock(self.app_id, self.messaging.pubsubs),
         }
 
         self.api_server = AsgiServer(AppApi(self.inbound, self), self._api_socket)
-        self.peer_server = AsgiServer(PeerApi(self.inbound), self._peer_socket, keepalive=PEER_KEEPALIVE)
+        self.grpc_server.serve(self.inbound, self, options.api_token, self.messaging)
+        config = resources.configuration
+        acl = access_control_list(config.spec.accessControl if config else None, options.app_protocol)
+        access: list[Middleware] = [AccessControl(acl)] if acl else []
+        peer_in = Pipeline([*outer, *access, *(m for _, m in self.http_handlers)], self._dispatch)
+        self.peer_server = AsgiServer(
+            PeerApi(peer_in), self._peer_socket, keepalive=PEER_KEEPALIVE,
+            ssl_context=self.identity.server_context if self.identity else None,
+            http_protocol=verified_protocol(self.identity.verifier) if self.identity else None,
+        )  # fmt: skip
         self.metrics_server = (
             AsgiServer(prometheus_app(self.metrics_registry), self._metrics_socket)
             if self._metrics_socket is not None
@@ -209,13 +291,14 @@ class Sidecar:
         store = assembly.build(
             spec, "state store", lambda: create(spec.name, spec.settings, home), (StateError,)
         )
-        chain = self.resiliency.chain("component-outbound", spec.name)
-        layers = [*component_layers(self.metrics, spec.name, spec.type), *chain.outer, ClientTracing(tracer)]
-        pipeline = Pipeline(
-            [*layers, *chain.inner],
-            StoreEndpoint(store),
-        )
+        pipeline = self._component_pipeline(spec.name, spec.type, StoreEndpoint(store), tracer)
         return StoreEntry(spec.name, spec.type, store, pipeline, prefix)
+
+    def _component_pipeline(self, name: str, component_type: str, endpoint: Next, tracer: Tracer) -> Pipeline:
+        """A component's pipeline: metrics, its outbound resiliency policy, a CLIENT span."""
+        chain = self.resiliency.chain("component-outbound", name)
+        layers = [*component_layers(self.metrics, name, component_type), *chain.outer, ClientTracing(tracer)]
+        return Pipeline([*layers, *chain.inner], endpoint)
 
     def _breaker_changed(self, name: str, old: State, new: State) -> None:
         """A breaker changed state: say so in the log, on the current span, in metrics."""
@@ -245,6 +328,10 @@ class Sidecar:
     @property
     def max_request_bytes(self) -> int:
         return self.options.max_request_mb * 1024 * 1024
+
+    @property
+    def api_token(self) -> str | None:
+        return self.options.api_token
 
     def request_shutdown(self) -> None:
         self._shutdown.set()
@@ -277,8 +364,18 @@ class Sidecar:
             "extended": {
                 "outrig.httpPort": str(self.api_server.port),
                 "outrig.internalPort": str(self.peer_server.port),
-                "outrig.httpPipeline": ",".join(type(m).__name__ for _, m in self.http_handlers),
-                "outrig.appHttpPipeline": ",".join(type(m).__name__ for _, m in self.app_handlers),
+                "outrig.grpcPort": str(self.grpc_server.port),
+                **(
+                    {
+                        "outrig.mtls.spiffeId": str(self.identity.identity),
+                        "outrig.mtls.certExpiry": self.identity.expires_at.isoformat(),
+                    }
+                    if self.identity
+                    else {}
+                ),
+                "outrig.httpPipeline": ",".join(name for name, _ in self.http_handlers),
+                "outrig.appHttpPipeline": ",".join(name for name, _ in self.app_handlers),
+                **self.extended_metadata,
             },
             "appConnectionProperties": {
                 "port": opts.app_port or 0,
@@ -291,6 +388,10 @@ class Sidecar:
     @property
     def http_port(self) -> int:
         return self.api_server.port
+
+    @property
+    def grpc_port(self) -> int:
+        return self.grpc_server.port
 
     @property
     def metrics_port(self) -> int | None:
@@ -307,8 +408,11 @@ class Sidecar:
         await self.transport.start()
         await self.peer_transport.start()
         await self.peer_server.start()
+        if self.identity is not None:
+            self.identity.start()
         self._outbound_ready = True
         await self.api_server.start()
+        await self.grpc_server.start()
         if self._app_ready:
             self._announce()
         await self._check_stores()
@@ -351,6 +455,7 @@ class Sidecar:
             writer.close()
             break
         await self.messaging.subscribe()
+        await self.input_bindings.start()
         self._app_ready = True
         self._announce()
 
@@ -366,13 +471,25 @@ class Sidecar:
     async def stop(self) -> None:
         self.resolver.unregister()
         await self.api_server.stop()
+        self.configuration.close_streams()  # else the gRPC server waits its grace period on them
+        await self.grpc_server.stop()
         await self.peer_server.stop()
         # Deliveries in progress finish (briefly) while the app channel is still open.
         await self.messaging.close()
+        await bindings.close(self.output_bindings, self.input_bindings)
+        await self.configuration.close()
+        for lock in self.lock_stores.values():
+            await lock.store.close()
         await self.transport.close()
+        if isinstance(self.app_channel, GrpcAppChannel):
+            await self.app_channel.close()
         await self.peer_transport.close()
+        if self.identity is not None:
+            await self.identity.stop()
         for entry in self.state_stores.values():
             await entry.store.close()
+        for _, secret_store in self._secret_stores.values():
+            secret_store.close()
         await stop_all(m for _, m in [*self.http_handlers, *self.app_handlers])
         if self.metrics_server is not None:
             await self.metrics_server.stop()

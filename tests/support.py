@@ -18,6 +18,7 @@ import httpx
 
 ECHO_APP = Path(__file__).parent / "apps" / "echo.py"
 SUBSCRIBER_APP = Path(__file__).parent / "apps" / "subscriber.py"
+SDK_GRPC_APP = Path(__file__).parent / "apps" / "sdk_grpc_app.py"
 STARTUP_SECONDS = 30.0
 
 
@@ -156,6 +157,16 @@ class Processes:
 
     def wait_for_port(self, port: int, proc: subprocess.Popen[bytes]) -> None:
         wait_for_port(port, proc)
+
+    def sdk_grpc_app(self, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+        """tests/apps/sdk_grpc_app.py: a `dapr.ext.grpc.App` (methods echo, received, fail;
+        topics orders and unwanted of pubsub `pubsub`) on a free port."""
+        port = free_port()
+        proc = self.spawn(
+            [sys.executable, str(SDK_GRPC_APP), str(port)], f"sdk-app-{port}.log", self.env(env)
+        )
+        wait_for_port(port, proc)
+        return proc, port
 
     def sidecar_with_echo(self, app_id: str, **kwargs: object) -> Sidecar:
         _, port = self.echo_app()

@@ -6,6 +6,7 @@ through the inbound pipeline; every other route is served by a Starlette router.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
@@ -16,10 +17,14 @@ from starlette.routing import Route, Router
 
 from outrig.middleware import Call, CallError, Hop, Pipeline
 
-from ..blocks.invoke import IDENTITY_HEADERS
+from ..blocks.invoke import API_TOKEN_HEADER, IDENTITY_HEADERS
 from .asgi import Receive, Scope, Send, send_error, serve_invoke
+from .bindings_http import BindingsApi, is_bindings_path
+from .configuration_http import ConfigurationApi, is_configuration_path
 from .invoke_path import INVOKE_PREFIX, parse_invoke_path
+from .lock_http import LockApi, is_lock_path
 from .pubsub_http import PubSubApi, is_publish_path
+from .secrets_http import SecretsApi, is_secrets_path
 from .state_http import ALPHA_STATE_PREFIX, STATE_PREFIX, StateApi
 
 APP_ID_HEADER = b"dapr-app-id"
@@ -39,6 +44,9 @@ class SidecarView(Protocol):
     @property
     def max_request_bytes(self) -> int: ...
 
+    @property
+    def api_token(self) -> str | None: ...
+
     def metadata(self) -> dict[str, Any]: ...
 
     def request_shutdown(self) -> None: ...
@@ -49,9 +57,17 @@ class AppApi:
         self.pipeline = pipeline
         self.state = StateApi(pipeline)
         self.pubsub = PubSubApi(pipeline, sidecar.max_request_bytes)
+        self.secrets = SecretsApi(pipeline)
+        self.bindings = BindingsApi(pipeline)
+        self.configuration = ConfigurationApi(pipeline)
+        self.lock = LockApi(pipeline)
         self.router = control_routes(sidecar)
+        self.token = sidecar.api_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token is not None and not _token_ok(scope, self.token):
+            await send_error(send, CallError("ERR_API_TOKEN", "invalid api token", 401))
+            return
         if scope["type"] != "http":
             await self.router(scope, receive, send)
             return
@@ -65,6 +81,18 @@ class AppApi:
         elif is_publish_path(raw):
             await self.pubsub(scope, receive, send)
             return
+        elif is_secrets_path(raw):
+            await self.secrets(scope, receive, send)
+            return
+        elif is_bindings_path(raw):
+            await self.bindings(scope, receive, send)
+            return
+        elif is_configuration_path(raw):
+            await self.configuration(scope, receive, send)
+            return
+        elif is_lock_path(raw):
+            await self.lock(scope, receive, send)
+            return
         else:
             header = next((v for k, v in scope["headers"] if k == APP_ID_HEADER), None)
             if header is None:
@@ -76,6 +104,18 @@ class AppApi:
                 return app_id, raw.decode("latin-1")[1:]
 
         await serve_invoke(self.pipeline, scope, receive, send, Hop.APP_API, locate, _strip_identity)
+
+
+def _token_ok(scope: Scope, token: str) -> bool:
+    """Dapr's `DAPR_API_TOKEN` check: the `dapr-api-token` header must match (health exempt)."""
+    if str(scope.get("path", "")).rstrip("/") in HEALTH_PATHS:  # `/v1.0/healthz/` too
+        return True
+    sent = next((v for k, v in scope.get("headers", ()) if k == API_TOKEN_HEADER_BYTES), None)
+    return sent is not None and hmac.compare_digest(sent, token.encode())
+
+
+HEALTH_PATHS = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+API_TOKEN_HEADER_BYTES = API_TOKEN_HEADER.encode()
 
 
 def _strip_identity(call: Call) -> None:

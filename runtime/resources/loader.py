@@ -13,8 +13,12 @@ import pydantic
 from outrig.middleware import Middleware, PluginError, plugins
 
 from ..blocks.subscriptions import DECLARATIVE, Subscription, SubscriptionError, parse
-from ..components.metadata import MetadataError
+from ..components.bindings import BINDING_TYPES
+from ..components.configuration import CONFIGURATION_TYPES
+from ..components.lock import LOCK_TYPES
+from ..components.metadata import REDACTED, MetadataError
 from ..components.pubsub import PUBSUB_TYPES
+from ..components.secretstores import SECRET_STORE_TYPES
 from ..components.state import STORE_TYPES
 from .documents import Document, ResourceError, read_documents
 from .models import (
@@ -52,7 +56,10 @@ class Component:
         path: tuple[str | int, ...] = (
             ("spec", "metadata") if index is None else ("spec", "metadata", index, "value")
         )
-        return self.document.error(path, exc.message, exc.value, exc.hint)
+        # A value read from a secret store (secretKeyRef) is never shown.
+        secret = index is not None and items[index].secretKeyRef is not None
+        value = REDACTED if secret else exc.value
+        return self.document.error(path, exc.message, value, exc.hint)
 
 
 @dataclass
@@ -124,7 +131,9 @@ def _add(resources: Resources, doc: Document, app_id: str) -> None:
                 hint="component names must be unique",
             )
         if not _supported(component.spec.type):
-            supported = ", ".join(["middleware.*", *sorted(STORE_TYPES), *sorted(PUBSUB_TYPES)])
+            supported = ", ".join(["middleware.*", *sorted(STORE_TYPES), *sorted(PUBSUB_TYPES),
+                                   *sorted(SECRET_STORE_TYPES), *sorted(BINDING_TYPES),
+                                   *sorted(CONFIGURATION_TYPES), *sorted(LOCK_TYPES)])  # fmt: skip
             raise doc.error(
                 ("spec", "type"),
                 "component type not supported by this outrig version",
@@ -151,6 +160,10 @@ def _supported(component_type: str) -> bool:
         component_type.startswith(MIDDLEWARE_PREFIX)
         or component_type in STORE_TYPES
         or component_type in PUBSUB_TYPES
+        or component_type in SECRET_STORE_TYPES
+        or component_type in BINDING_TYPES
+        or component_type in CONFIGURATION_TYPES
+        or component_type in LOCK_TYPES
     )
 
 
@@ -221,7 +234,7 @@ def configured_handlers(resources: Resources, pipeline: str) -> list[tuple[str, 
 def _build(component: Component) -> Middleware:
     settings: dict[str, Any] = component.resource.settings()
     try:
-        return plugins.build(component.type, settings)
+        return plugins.build(component.type, settings, component.name)
     except PluginError as exc:
         cdoc = component.document
         if exc.field == "spec.type":

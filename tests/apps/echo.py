@@ -131,7 +131,8 @@ def main() -> None:
     app.router.add_get("/calls/{key}", calls)
     app.router.add_route("*", "/hang", hang)
     app.router.add_route("*", "/{tail:.*}", echo)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    # A hanging request must not hold the app up for the default 60 s when a test ends.
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None, shutdown_timeout=1)
 
 
 if __name__ == "__main__":
