@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     traces.add_argument("--trace", "-t", help="one trace by id (a prefix is enough)")
     traces.add_argument("--app-id", "-a", help="only traces with spans from this app id")
 
-    from .security.cacmd import add_parser as add_ca_parser
+    from .security.caparser import add_parser as add_ca_parser
 
     add_ca_parser(sub)
 

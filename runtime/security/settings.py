@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from outrig.middleware.resiliency.durations import parse_duration
 
@@ -20,9 +21,10 @@ from .. import envvars
 from ..options import SidecarOptions
 from ..resources import Resources
 from ..servers import StartupError
-from .ca import Authority, CaError
 from .spiffe import SpiffeError, SpiffeId
-from .workload import WorkloadIdentity
+
+if TYPE_CHECKING:
+    from .workload import WorkloadIdentity
 
 log = logging.getLogger("outrig.security")
 
@@ -43,6 +45,8 @@ def ca_folder(options: SidecarOptions) -> tuple[Path, bool]:
 
 def ensure_default_ca(folder: Path, trust_domain: str) -> None:
     """Create the default CA unless it exists; a sidecar that loses the race uses the winner's."""
+    from .ca import Authority
+
     if folder.exists():
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +76,10 @@ def workload_identity(options: SidecarOptions, resources: Resources) -> Workload
                 if "defaultAction" in access.model_fields_set else "deny",
             )  # fmt: skip
         return None
+    # Only now: cryptography (~10 MB resident) is loaded when mTLS is on, never otherwise.
+    from .ca import Authority, CaError
+    from .workload import WorkloadIdentity
+
     durations = {}
     for name in ("workloadCertTTL", "allowedClockSkew"):
         value = getattr(mtls, name)

@@ -12,8 +12,10 @@ import datetime as dt
 import functools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
+if TYPE_CHECKING:
+    from cryptography import x509
 
 TRUST_DOMAIN_PATTERN = re.compile(r"^[a-z0-9._-]{1,255}$")
 """SPIFFE trust domains: lowercase letters, digits, dots, dashes and underscores."""
@@ -64,6 +66,8 @@ def check_trust_domain(name: str) -> str:
 
 
 def uri_sans(certificate: x509.Certificate) -> list[str]:
+    from cryptography import x509
+
     try:
         extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
@@ -92,6 +96,8 @@ class PeerCertificate:
 
 def check_leaf(certificate: x509.Certificate) -> None:
     """The X.509-SVID rules for a leaf: not a CA, and allowed to sign (the TLS handshake)."""
+    from cryptography import x509
+
     try:
         is_ca = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
@@ -117,6 +123,8 @@ def check_leaf(certificate: x509.Certificate) -> None:
 def peer_certificate(der: bytes) -> PeerCertificate:
     """The checked identity and validity of a DER leaf certificate (as
     `SSLObject.getpeercert(True)` gives it); a SpiffeError says why it is not accepted."""
+    from cryptography import x509  # ~10 MB resident: loaded only once mTLS is in use
+
     certificate = x509.load_der_x509_certificate(der)
     check_leaf(certificate)
     return PeerCertificate(
