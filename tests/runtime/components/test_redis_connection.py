@@ -39,6 +39,27 @@ async def test_concurrent_commands_each_get_their_own_reply(server: RedisServer)
     await connection.close()
 
 
+async def test_the_commands_of_one_loop_turn_leave_in_one_write(server: RedisServer) -> None:
+    connection = RedisConnection(settings_for(server))
+    await connection.execute("PING")
+    protocol = connection._protocol
+    assert protocol is not None and protocol.transport is not None
+    transport = protocol.transport
+    writes: list[bytes] = []
+    write = transport.write
+
+    def counting(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    protocol.transport = type("Counting", (), {"write": staticmethod(counting)})()  # type: ignore[assignment]
+    replies = await asyncio.gather(*(connection.execute("INCR", "turn") for _ in range(50)))
+    assert sorted(replies) == list(range(1, 51))
+    assert len(writes) == 1 and writes[0].count(b"INCR") == 50
+    protocol.transport = transport
+    await connection.close()
+
+
 async def test_an_error_reply_raises_and_the_connection_goes_on(server: RedisServer) -> None:
     connection = RedisConnection(settings_for(server))
     await connection.execute("SET", "s", "x")
