@@ -25,6 +25,7 @@ from outrig.middleware import Call, CallError, Hop, Next, Pipeline, Result
 
 from . import assembly
 from .blocks.bindings import BindingEntry, OutputEndpoint
+from .blocks.delivery import post_to_app
 from .components.bindings import BINDING_TYPES, BindingError, BindingEvent, InputBinding, is_input, is_output
 from .components.metadata import text
 from .resiliency import ResiliencyPolicies
@@ -51,11 +52,8 @@ class AppBindingDelivery:
         self.app = app
 
     async def __call__(self, call: Call) -> Result:
-        outbound = Call(
-            block=call.block, operation=call.operation, target=call.target, subject=call.route.lstrip("/"),
-            hop=Hop.APP_CHANNEL, route=call.route, metadata=CIMultiDict(call.metadata), body=call.body,
-            verb="POST", attributes={"url.template": call.route},
-        )  # fmt: skip
+        outbound = post_to_app(call)
+        outbound.metadata = CIMultiDict(call.metadata)
         result = await self.app(outbound)
         if result.error is None:
             await result.read()

@@ -21,8 +21,15 @@ from urllib.parse import parse_qsl
 
 from outrig.middleware import Call, CallError, Hop, Result, Stream
 
-from ..blocks.cloudevents import CLOUDEVENT_CONTENT_TYPE, CloudEventError, is_json_type, parse_app_event
-from ..blocks.pubsub import Failure, PublishEntry, PublishRequest, check_entry_id
+from ..blocks.cloudevents import CLOUDEVENT_CONTENT_TYPE, is_json_type
+from ..blocks.pubsub import (
+    Failure,
+    PublishEntry,
+    PublishRequest,
+    app_cloudevent,
+    check_entry_id,
+    publish_entry,
+)
 from ..blocks.requests import FromBody
 from .asgi import (
     Receive,
@@ -87,19 +94,8 @@ def _too_large(what: str, size: int, limit: int) -> CallError:
 
 
 def _single(call: Call, body: bytes, metadata: Mapping[str, str]) -> PublishRequest:
-    content_type = call.metadata.get("content-type")
-    if content_type and content_type.split(";", 1)[0].strip().lower() == CLOUDEVENT_CONTENT_TYPE:
-        try:
-            event = parse_app_event(body)
-        except CloudEventError as exc:
-            raise CallError(
-                "ERR_PUBSUB_CLOUD_EVENTS_SER",
-                f"publish: not a valid CloudEvent: {exc}",
-                400,
-                reason="DAPR_PUBSUB_CLOUD_EVENT_CREATION",
-            ) from None
-        return PublishRequest([PublishEntry(body, CLOUDEVENT_CONTENT_TYPE, metadata, event=event)])
-    return PublishRequest([PublishEntry(body, content_type or None, metadata)])
+    content_type = call.metadata.get("content-type") or ""
+    return PublishRequest([publish_entry(body, content_type, metadata, "", "publish")])
 
 
 def _bulk(call: Call, body: bytes, metadata: Mapping[str, str]) -> PublishRequest:
@@ -141,15 +137,7 @@ def _bulk_entry(item: dict[str, Any], entry_id: str, where: str, metadata: Mappi
                 400,
                 reason="DAPR_PUBSUB_CLOUD_EVENT_CREATION",
             )
-        try:
-            parsed = parse_app_event(json.dumps(event).encode())
-        except CloudEventError as exc:
-            raise CallError(
-                "ERR_PUBSUB_CLOUD_EVENTS_SER",
-                f"{where}: not a valid CloudEvent: {exc}",
-                400,
-                reason="DAPR_PUBSUB_CLOUD_EVENT_CREATION",
-            ) from None
+        parsed = app_cloudevent(json.dumps(event).encode(), where)
         return PublishEntry(b"", content_type, merged, entry_id, parsed)
     if isinstance(event, str) and not is_json_type(content_type or "text/plain"):
         data = event.encode()

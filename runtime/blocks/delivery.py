@@ -89,6 +89,16 @@ def outcome(status: int, body: bytes) -> Outcome:
         return Outcome.RETRY
 
 
+def post_to_app(call: Call) -> Call:
+    """The app-channel call that hands a delivery to the app: POST to its route (which is
+    also the span's URL template), with the delivery's headers and body."""
+    return Call(
+        block=call.block, operation=call.operation, target=call.target, subject=call.route.lstrip("/"),
+        hop=Hop.APP_CHANNEL, route=call.route, metadata=call.metadata, body=call.body, verb="POST",
+        attributes={"url.template": call.route},
+    )  # fmt: skip
+
+
 class AppDelivery:
     """The end of the delivery pipeline: POST the event to the app, read its verdict."""
 
@@ -96,12 +106,7 @@ class AppDelivery:
         self.app = app
 
     async def __call__(self, call: Call) -> Result:
-        outbound = Call(
-            block=call.block, operation=call.operation, target=call.target, subject=call.route.lstrip("/"),
-            hop=Hop.APP_CHANNEL, route=call.route, metadata=call.metadata, body=call.body, verb="POST",
-            attributes={"url.template": call.route},
-        )  # fmt: skip
-        result = await self.app(outbound)
+        result = await self.app(post_to_app(call))
         body = b""
         if result.error is None:
             body = await _read_some(result)

@@ -219,3 +219,27 @@ def check_entry_id(entry_id: object, seen: set[str], where: str, field: str, pat
         metadata={"error": "entryId is duplicated or not present for entry"},
         field_violations=[(path or field, message)],
     )
+
+
+def app_cloudevent(data: bytes, where: str) -> dict[str, Any]:
+    """A CloudEvent an app publishes itself, parsed; Dapr's error when it is not one."""
+    try:
+        return cloudevents.parse_app_event(data)
+    except cloudevents.CloudEventError as exc:
+        raise CallError(
+            "ERR_PUBSUB_CLOUD_EVENTS_SER",
+            f"{where}: not a valid CloudEvent: {exc}",
+            400,
+            reason="DAPR_PUBSUB_CLOUD_EVENT_CREATION",
+        ) from None
+
+
+def publish_entry(
+    data: bytes, content_type: str, metadata: Mapping[str, str], entry_id: str, where: str
+) -> PublishEntry:
+    """One message as an app publishes it, on either API: its own CloudEvent (content type
+    `application/cloudevents+json`, completed later) or a payload to wrap in one."""
+    if content_type.split(";", 1)[0].strip().lower() == cloudevents.CLOUDEVENT_CONTENT_TYPE:
+        event = app_cloudevent(data, where)
+        return PublishEntry(data, cloudevents.CLOUDEVENT_CONTENT_TYPE, metadata, entry_id, event)
+    return PublishEntry(data, content_type or None, metadata, entry_id)

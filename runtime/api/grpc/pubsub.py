@@ -4,7 +4,6 @@ Dapr's gRPC API (the HTTP API answers 500 with `failedEntries`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from dapr.proto.runtime.v1 import pubsub_pb2
@@ -12,29 +11,11 @@ from google.protobuf import empty_pb2
 
 from outrig.middleware import CallError
 
-from ...blocks.cloudevents import CLOUDEVENT_CONTENT_TYPE, CloudEventError, parse_app_event
-from ...blocks.pubsub import Failure, PublishEntry, PublishRequest, check_entry_id
+from ...blocks.pubsub import Failure, PublishEntry, PublishRequest, check_entry_id, publish_entry
 from ..pubsub_http import ROUTE_BULK, ROUTE_PUBLISH
 from .calls import Context, Pipeline, rpc_call, run
 from .errors import abort
 from .wire import text_map
-
-
-def _entry(
-    data: bytes, content_type: str, metadata: Mapping[str, str], entry_id: str, where: str
-) -> PublishEntry:
-    if content_type.split(";", 1)[0].strip().lower() == CLOUDEVENT_CONTENT_TYPE:
-        try:
-            event = parse_app_event(data)
-        except CloudEventError as exc:
-            raise CallError(
-                "ERR_PUBSUB_CLOUD_EVENTS_SER",
-                f"{where}: not a valid CloudEvent: {exc}",
-                400,
-                reason="DAPR_PUBSUB_CLOUD_EVENT_CREATION",
-            ) from None
-        return PublishEntry(data, CLOUDEVENT_CONTENT_TYPE, metadata, entry_id, event)
-    return PublishEntry(data, content_type or None, metadata, entry_id)
 
 
 def partial_failure(pubsub: str, topic: str, failures: list[Failure]) -> CallError:
@@ -74,7 +55,9 @@ class PubSubRpcs:
         self, request: pubsub_pb2.PublishEventRequest, context: Context
     ) -> empty_pb2.Empty:
         check_names(request.pubsub_name, request.topic)
-        entry = _entry(request.data, request.data_content_type, text_map(request.metadata), "", "publish")
+        entry = publish_entry(
+            request.data, request.data_content_type, text_map(request.metadata), "", "publish"
+        )
         call = rpc_call(
             context, "PublishEvent", block="pubsub", operation="publish", target=request.pubsub_name,
             subject=request.topic, route=ROUTE_PUBLISH, verb="POST", request=PublishRequest([entry]),
@@ -93,7 +76,7 @@ class PubSubRpcs:
             where = f"bulk publish entries[{i}]"
             check_entry_id(item.entry_id, seen, where, "entry_id", f"entries[{i}].entry_id")
             metadata = {**shared, **text_map(item.metadata)}
-            entries.append(_entry(item.event, item.content_type, metadata, item.entry_id, where))
+            entries.append(publish_entry(item.event, item.content_type, metadata, item.entry_id, where))
         call = rpc_call(
             context, "BulkPublishEvent", block="pubsub", operation="bulk_publish", target=request.pubsub_name,
             subject=request.topic, route=ROUTE_BULK, verb="POST", request=PublishRequest(entries, bulk=True),
