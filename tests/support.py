@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -241,3 +242,15 @@ def wait_for_deliveries(
         if enough(got) or time.monotonic() >= deadline:
             return got
         time.sleep(0.05)
+
+
+def take(got: queue.Queue[Any], count: int, within: float) -> list[Any]:
+    """Up to `count` items from a queue another thread fills, waiting at most `within` seconds."""
+    deadline = time.monotonic() + within
+    items: list[Any] = []
+    while len(items) < count and time.monotonic() < deadline:
+        try:
+            items.append(got.get(timeout=max(0.01, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    return items

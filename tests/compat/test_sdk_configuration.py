@@ -11,7 +11,6 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -25,7 +24,7 @@ from outrig.telemetry import StoredSpan, TraceStore, trace_store_path
 from tests.redis_server import RedisServer
 from tests.runtime.test_configuration_api import STORE, config_sidecar, numsub
 from tests.runtime.test_tracing import wait_for_spans
-from tests.support import Processes, component_yaml, resource_folder
+from tests.support import Processes, component_yaml, resource_folder, take
 
 Subscribe = configuration_pb2.SubscribeConfigurationRequest
 
@@ -41,17 +40,6 @@ def until(check: Callable[[], bool], what: str, within: float = 15) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
-
-
-def take(got: queue.Queue[Any], count: int, within: float = 15) -> list[Any]:
-    deadline = time.monotonic() + within
-    items: list[Any] = []
-    while len(items) < count and time.monotonic() < deadline:
-        try:
-            items.append(got.get(timeout=max(0.01, deadline - time.monotonic())))
-        except queue.Empty:
-            break
-    return items
 
 
 def delivery_span(home: Path, sub_id: str) -> StoredSpan:
@@ -117,11 +105,11 @@ def test_sdk_subscription_gets_each_update_until_unsubscribed(
         assert numsub(client, a) == 1 and numsub(client, b) == 1
 
         client.set(a, "1||v1")
-        [first] = take(got, 1)  # the value is read when sent: wait, or the delete overtakes it
+        [first] = take(got, 1, within=15)  # the value is read when sent: wait, or the delete overtakes it
         client.set(b, "2||v2")
-        [second] = take(got, 1)
+        [second] = take(got, 1, within=15)
         client.delete(a)
-        [third] = take(got, 1)
+        [third] = take(got, 1, within=15)
         assert [first, second, third] == [
             (sub_id, {a: ("1", "v1", {})}),
             (sub_id, {b: ("2", "v2", {})}),

@@ -24,7 +24,7 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from tests.runtime.test_tracing import wait_for_spans
-from tests.support import Processes, Sidecar, component_yaml, resource_folder
+from tests.support import Processes, Sidecar, component_yaml, resource_folder, take
 
 Request = pubsub_pb2.SubscribeTopicEventsRequestAlpha1
 Initial = pubsub_pb2.SubscribeTopicEventsRequestInitialAlpha1
@@ -49,17 +49,6 @@ def streams(sidecar: Sidecar) -> list[str]:
     return [s["topic"] for s in subscriptions if s["type"] == "STREAMING"]
 
 
-def take(got: queue.Queue[Any], count: int, within: float = 20) -> list[Any]:
-    deadline = time.monotonic() + within
-    items: list[Any] = []
-    while len(items) < count and time.monotonic() < deadline:
-        try:
-            items.append(got.get(timeout=max(0.01, deadline - time.monotonic())))
-        except queue.Empty:
-            break
-    return items
-
-
 def test_events_arrive_retry_comes_again_and_closing_hands_events_back(
     procs: Processes, tmp_path: Path, point_sdk: Callable[..., str]
 ) -> None:
@@ -82,7 +71,7 @@ def test_events_arrive_retry_comes_again_and_closing_hands_events_back(
             assert streams(sidecar) == ["orders"], "the stream is a STREAMING subscription in the metadata"
             publish(sidecar, "orders", {"n": 1})
             publish(sidecar, "orders", {"n": 2})
-            seen = take(got, 3)
+            seen = take(got, 3, within=20)
             assert sorted(d["n"] for _, d in seen) == [1, 2, 2], "n=2 answered RETRY comes again"
             assert len({i for i, d in seen if d["n"] == 2}) == 1, "the same event, by id"
             time.sleep(0.5)  # let the last answer leave before the stream closes
